@@ -1,0 +1,56 @@
+//! Named crash points, for crash tests that kill the real process at exact places.
+//!
+//! `ALERT_CENTER_CRASH_AT=name` kills the process with SIGKILL the first time the code
+//! reaches `crash_point("name")`; `name:N` does it on the N-th time. Nothing else changes
+//! behaviour, and with the variable unset a crash point costs one atomic load.
+//! SIGKILL rather than `abort`: no handler, no unwinding, no flush runs, exactly like
+//! `kill -9` from outside.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The environment variable that arms one crash point.
+pub const CRASH_AT_ENV: &str = "ALERT_CENTER_CRASH_AT";
+
+struct Armed {
+    name: String,
+    at_hit: u64,
+    hits: AtomicU64,
+}
+
+static ARMED: OnceLock<Option<Armed>> = OnceLock::new();
+
+fn armed() -> &'static Option<Armed> {
+    ARMED.get_or_init(|| {
+        let spec = std::env::var(CRASH_AT_ENV).ok()?;
+        let (name, at_hit) = match spec.rsplit_once(':') {
+            Some((name, n)) => (name.to_string(), n.parse().ok()?),
+            None => (spec, 1),
+        };
+        Some(Armed {
+            name,
+            at_hit,
+            hits: AtomicU64::new(0),
+        })
+    })
+}
+
+/// Kills the process here if this crash point is armed and its hit count is reached.
+pub fn crash_point(name: &str) {
+    if let Some(armed) = armed()
+        && armed.name == name
+        && armed.hits.fetch_add(1, Ordering::SeqCst) + 1 == armed.at_hit
+    {
+        kill_self();
+    }
+}
+
+/// Dies at once, as `kill -9` would: no destructor, no flush, no exit handler.
+pub fn kill_self() -> ! {
+    // SAFETY: kill(2) with our own pid and a valid signal number has no memory effects.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+    // SIGKILL cannot be caught; this line is reached only if the kernel refused it.
+    std::process::abort()
+}

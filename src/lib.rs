@@ -1,0 +1,28 @@
+//! alert-center: a durable alert queue. Kafka messages become alerts exactly once;
+//! employees take them on leases that survive `kill -9`; one binary, one redb file.
+//!
+//! # Code map
+//! - [`storage`]: the redb file: opening it safely, schema version and migrations,
+//!   every table in one place (`storage::tables`).
+//! - [`engine`]: generic durable execution (workflows, checkpointed steps,
+//!   transactions, durable time and sleeps, events, group commit, recovery).
+//! - [`faults`]: named crash points that kill the process, for crash tests.
+//! - [`config`]: flags and environment variables; [`telemetry`]: logging setup.
+//! - [`app`]: the only module that knows all the others; wires them and runs them.
+//!
+//! # Architecture invariants
+//! - **`engine` never names an alert.** It knows workflows by name and bincode bytes.
+//! - **Every durable write goes through the engine's single writer** (group commit):
+//!   a caller is answered only after the commit that holds its write is durable.
+//! - **A write transaction never lives across an `.await`.** Transaction closures run on
+//!   the writer thread and must depend only on the database (they may run twice).
+//! - **Time is read only through a `Clock`**; records hold wall-clock milliseconds.
+//! - **Recovery reads only the pending index**: its cost grows with pending work, never
+//!   with history.
+
+pub mod app;
+pub mod config;
+pub mod engine;
+pub mod faults;
+pub mod storage;
+pub mod telemetry;
