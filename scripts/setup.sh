@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what building and testing alert-center needs on a fresh Debian machine:
+# the C toolchain bits librdkafka builds with, and Chromium for the browser test.
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+
+need_apt=()
+for pkg in pkg-config libssl-dev zlib1g-dev make gcc g++ chromium chromium-driver; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if ((${#need_apt[@]})); then
+    echo "setup: installing ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
