@@ -4,9 +4,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::sync::watch;
 
+use crate::alerts::AlertCenter;
 use crate::config::Config;
 use crate::engine::{Engine, EngineConfig, SystemClock};
+use crate::http::HttpState;
+use crate::kafka::embedded::EmbeddedBroker;
+use crate::kafka::health::BrokerHealth;
+use crate::kafka::intake::Intake;
+use crate::kafka::producer::KafkaPublisher;
 use crate::storage::Store;
 
 /// Opens the database, recovers pending workflows and serves until a shutdown signal.
@@ -15,7 +22,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(config))
+    let result = runtime.block_on(serve(config));
+    // Sleeping workflows are durable: do not wait for their tasks.
+    runtime.shutdown_background();
+    result
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
@@ -29,15 +39,52 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             ..EngineConfig::default()
         },
     );
+    let (embedded, brokers) = match &config.kafka_broker {
+        Some(brokers) => (None, brokers.clone()),
+        None => {
+            let broker =
+                EmbeddedBroker::start(&config.kafka_topic, config.kafka_topic_partitions.max(1))
+                    .map_err(anyhow::Error::msg)?;
+            let brokers = broker.bootstrap_servers().to_string();
+            (Some(broker), brokers)
+        }
+    };
+    let kafka = config.kafka(brokers);
+    let health = BrokerHealth::new();
+    let publisher = KafkaPublisher::new(&kafka, health.clone()).map_err(anyhow::Error::msg)?;
+    let center = AlertCenter::new(engine.clone(), config.lease(), Arc::new(publisher));
+    let intake = Intake::new(&engine, kafka.clone(), health, center.changes().clone());
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
     let report = engine.recover().await?;
     tracing::info!(
-        db = %config.db.display(),
         runnable = report.runnable,
         sleeping = report.sleeping,
         elapsed_ms = report.elapsed.as_secs_f64() * 1e3,
         "recovered pending workflows"
     );
-    let retention = tokio::spawn({
+    let broker_text = match &embedded {
+        Some(_) => format!("embedded (in-process, {})", kafka.brokers),
+        None => kafka.brokers.clone(),
+    };
+    tracing::info!(
+        db = %config.db.display(),
+        broker = %broker_text,
+        topic = %kafka.topic,
+        lease_secs = config.lease_secs,
+        "alert-center ready: open http://{}/",
+        listener.local_addr().map(|a| a.to_string()).unwrap_or_default()
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let intake_task = tokio::spawn({
+        let intake = intake.clone();
+        let stop = stop_rx.clone();
+        async move { intake.run_until_stopped(stop).await }
+    });
+    let retention_task = tokio::spawn({
         let engine = engine.clone();
         async move {
             engine
@@ -45,28 +92,49 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 .await
         }
     });
+    let state = HttpState {
+        center,
+        crash: Arc::new(|| std::process::abort()),
+    };
+    let server = tokio::spawn(crate::http::serve(listener, state, {
+        let mut stop = stop_rx.clone();
+        async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        }
+    }));
+
     shutdown_signal().await;
-    tracing::info!("shutting down");
-    retention.abort();
+    tracing::info!("shutting down: finishing the commits in flight (Ctrl-C again to quit at once)");
+    tokio::spawn(async {
+        shutdown_signal().await;
+        std::process::exit(130);
+    });
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), intake_task).await;
+    retention_task.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     engine.shutdown().await;
+    drop(embedded);
+    tracing::info!("stopped");
     Ok(())
 }
 
 /// Completes on SIGTERM or Ctrl-C.
 async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => return std::future::pending().await,
-            };
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return std::future::pending().await;
+        };
         tokio::select! {
-            _ = ctrl_c => {}
             _ = term.recv() => {}
+            _ = int.recv() => {}
         }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    let _ = tokio::signal::ctrl_c().await;
 }

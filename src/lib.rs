@@ -6,12 +6,21 @@
 //!   every table in one place (`storage::tables`).
 //! - [`engine`]: generic durable execution (workflows, checkpointed steps,
 //!   transactions, durable time and sleeps, events, group commit, recovery).
+//! - [`alerts`]: the domain: employees, alerts, leases, the assignment and send
+//!   workflows, and the invariants every commit keeps.
+//! - [`kafka`]: the exactly-once intake (cursors in redb), the producer behind
+//!   "send", the embedded broker, the wire format and dead letters.
+//! - [`http`]: warp routes compatible with the original app, live updates (SSE),
+//!   the embedded page, `ApiError` to status codes.
 //! - [`faults`]: named crash points that kill the process, for crash tests.
 //! - [`config`]: flags and environment variables; [`telemetry`]: logging setup.
 //! - [`app`]: the only module that knows all the others; wires them and runs them.
 //!
 //! # Architecture invariants
 //! - **`engine` never names an alert.** It knows workflows by name and bincode bytes.
+//! - **`alerts` never names Kafka or HTTP.** It publishes through the `AlertPublisher`
+//!   trait and is driven through `AlertCenter`.
+//! - **`http` holds no domain rule**: it parses, calls `AlertCenter`, shapes answers.
 //! - **Every durable write goes through the engine's single writer** (group commit):
 //!   a caller is answered only after the commit that holds its write is durable.
 //! - **A write transaction never lives across an `.await`.** Transaction closures run on
@@ -20,9 +29,12 @@
 //! - **Recovery reads only the pending index**: its cost grows with pending work, never
 //!   with history.
 
+pub mod alerts;
 pub mod app;
 pub mod config;
 pub mod engine;
 pub mod faults;
+pub mod http;
+pub mod kafka;
 pub mod storage;
 pub mod telemetry;

@@ -6,6 +6,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // A `.env` file in the working directory is read as the original app did; the
+    // environment and the flags win over it.
+    let _ = dotenvy::dotenv();
     let config = alert_center::config::Config::parse();
     alert_center::telemetry::init(config.log_format);
     match alert_center::app::run(config) {

@@ -15,6 +15,7 @@ pub mod clock;
 mod context;
 mod error;
 mod manage;
+mod oneshot;
 pub mod record;
 mod waiters;
 pub mod writer;
@@ -37,6 +38,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::WorkflowContext;
 pub use error::{EngineError, WorkflowError};
 pub use manage::{ListFilter, StepInfo, WorkflowInfo};
+pub use oneshot::Started;
 pub use record::WorkflowStatus;
 
 use clock::lock;
@@ -242,7 +244,7 @@ impl Engine {
     ) -> Result<WorkflowHandle<O>, EngineError>
     where
         I: Serialize,
-        X: Fn(&WriteTransaction) -> Result<(), StorageError> + Send + 'static,
+        X: Fn(&WriteTransaction) -> Result<(), EngineError> + Send + 'static,
     {
         let id = id.into();
         if self.shared.is_closing() {

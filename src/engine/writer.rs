@@ -114,8 +114,10 @@ impl Writer {
         &self.stats
     }
 
-    /// Queues `apply` for the next commit and waits until that commit is durable.
-    pub async fn submit<R, F>(&self, apply: F) -> Result<R, EngineError>
+    /// Queues `apply` for the next commit at once (writes are applied in the order of
+    /// the calls, not of the awaits) and returns a future that resolves once that commit
+    /// is durable.
+    pub fn submit<R, F>(&self, apply: F) -> impl Future<Output = Result<R, EngineError>> + use<R, F>
     where
         R: Send + 'static,
         F: FnMut(&WriteTransaction, bool) -> Result<R, ApplyError> + Send + 'static,
@@ -126,8 +128,11 @@ impl Writer {
             output: None,
             reply,
         });
-        self.tx.send(item).map_err(|_| EngineError::WriterGone)?;
-        answer.await.map_err(|_| EngineError::WriterGone)?
+        let sent = self.tx.send(item).map_err(|_| EngineError::WriterGone);
+        async move {
+            sent?;
+            answer.await.map_err(|_| EngineError::WriterGone)?
+        }
     }
 }
 

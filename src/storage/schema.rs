@@ -7,7 +7,10 @@
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::StorageError;
-use super::tables::{COMPLETED, CREATED, EVENTS, META, PENDING, STEPS, WORKFLOWS};
+use super::tables::{
+    ALERTS, COMPLETED, COUNTERS, CREATED, DEAD_LETTERS, EMPLOYEES, EVENTS, KAFKA_CURSORS, META,
+    PENDING, STEPS, UNASSIGNED, WORKFLOWS,
+};
 
 /// The schema version this build writes.
 pub const CURRENT_VERSION: u64 = 1;
@@ -34,6 +37,12 @@ fn create_v1_tables(txn: &WriteTransaction) -> Result<(), StorageError> {
     txn.open_table(CREATED)?;
     txn.open_table(COMPLETED)?;
     txn.open_table(EVENTS)?;
+    txn.open_table(ALERTS)?;
+    txn.open_table(UNASSIGNED)?;
+    txn.open_table(EMPLOYEES)?;
+    txn.open_table(COUNTERS)?;
+    txn.open_table(KAFKA_CURSORS)?;
+    txn.open_table(DEAD_LETTERS)?;
     Ok(())
 }
 

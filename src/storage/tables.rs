@@ -33,3 +33,27 @@ pub const COMPLETED: TableDefinition<(u64, &str), ()> =
 
 /// (workflow id, event key) -> bincode-encoded event value, set by `set_event`.
 pub const EVENTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("workflow_events");
+
+/// alert id -> `alerts::AlertRecord` (status, message, assignee, created at).
+pub const ALERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("alerts");
+
+/// alert id -> (): active alerts that nobody holds. Assignment takes the first entry,
+/// the oldest alert, without scanning the others.
+pub const UNASSIGNED: TableDefinition<u64, ()> = TableDefinition::new("alerts_unassigned");
+
+/// employee name -> `alerts::EmployeeRecord` (current alert, lease id and expiry).
+pub const EMPLOYEES: TableDefinition<&str, &[u8]> = TableDefinition::new("employees");
+
+/// counter name -> next value (`"next_alert_id"`, `"next_lease_id"`, `"next_dead_letter"`).
+/// Counters only grow, so an id is never handed out twice.
+pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+
+/// (topic, partition) -> `kafka::Cursor` (next offset to process, broker log epoch).
+/// Written in the same commit as the message it moves past: the source of truth for
+/// where the intake resumes.
+pub const KAFKA_CURSORS: TableDefinition<(&str, i32), &[u8]> =
+    TableDefinition::new("kafka_cursors");
+
+/// sequence number -> `kafka::DeadLetter` (topic, partition, offset, reason, the first
+/// KiB of the raw bytes, time): messages the intake could not turn into alerts.
+pub const DEAD_LETTERS: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_letters");

@@ -1,0 +1,24 @@
+//! The page, embedded in the binary: it works offline, with no CDN.
+
+use warp::Filter;
+use warp::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use warp::reply::Response;
+
+const INDEX_HTML: &str = include_str!("../../web/index.html");
+const APP_JS: &str = include_str!("../../web/app.js");
+const STYLE_CSS: &str = include_str!("../../web/style.css");
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut response = Response::new(body.into());
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, content_type.parse().expect("static header"));
+    headers.insert(CACHE_CONTROL, "no-cache".parse().expect("static header"));
+    response
+}
+
+pub fn routes() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    let index = warp::path::end().map(|| asset(INDEX_HTML, "text/html; charset=utf-8"));
+    let app = warp::path!("app.js").map(|| asset(APP_JS, "text/javascript; charset=utf-8"));
+    let style = warp::path!("style.css").map(|| asset(STYLE_CSS, "text/css; charset=utf-8"));
+    warp::get().and(index.or(app).unify().or(style).unify())
+}
