@@ -65,9 +65,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         elapsed_ms = report.elapsed.as_secs_f64() * 1e3,
         "recovered pending workflows"
     );
-    let broker_text = match &embedded {
-        Some(_) => format!("embedded (in-process, {})", kafka.brokers),
-        None => kafka.brokers.clone(),
+    let broker_text = match (
+        &embedded,
+        std::env::var_os(crate::supervisor::EMBEDDED_BROKER_ENV),
+    ) {
+        (Some(_), _) => format!("embedded (in this process, {})", kafka.brokers),
+        (None, Some(_)) => format!("embedded (held by the supervisor, {})", kafka.brokers),
+        (None, None) => kafka.brokers.clone(),
     };
     tracing::info!(
         db = %config.db.display(),

@@ -56,6 +56,11 @@ pub struct Config {
     #[arg(long, env = "KAFKA_TOPIC_PARTITIONS", default_value_t = 3)]
     pub kafka_topic_partitions: i32,
 
+    /// Run the app alone in the foreground, without the supervising process that
+    /// restarts it (for tests, systemd or a container).
+    #[arg(long)]
+    pub no_supervisor: bool,
+
     /// Log format.
     #[arg(long, env = "ALERT_CENTER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,

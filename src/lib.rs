@@ -14,6 +14,8 @@
 //!   the embedded page, `ApiError` to status codes.
 //! - [`faults`]: named crash points that kill the process, for crash tests.
 //! - [`config`]: flags and environment variables; [`telemetry`]: logging setup.
+//! - [`supervisor`]: the default process: holds the embedded broker, runs the app as
+//!   a child and restarts it when it dies.
 //! - [`app`]: the only module that knows all the others; wires them and runs them.
 //!
 //! # Architecture invariants
@@ -37,4 +39,5 @@ pub mod faults;
 pub mod http;
 pub mod kafka;
 pub mod storage;
+pub mod supervisor;
 pub mod telemetry;

@@ -1,8 +1,10 @@
-//! The `alert-center` binary: parse the configuration, set up logging, run until a
-//! shutdown signal. Everything else lives in the library (see `src/lib.rs`).
+//! The `alert-center` binary: parse the configuration, set up logging, then either
+//! supervise the app (the default) or run it in the foreground (`--no-supervisor`).
+//! Everything else lives in the library (see `src/lib.rs`).
 
 use std::process::ExitCode;
 
+use alert_center::supervisor::EXIT_CANNOT_START;
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -11,12 +13,17 @@ fn main() -> ExitCode {
     let _ = dotenvy::dotenv();
     let config = alert_center::config::Config::parse();
     alert_center::telemetry::init(config.log_format);
-    match alert_center::app::run(config) {
-        Ok(()) => ExitCode::SUCCESS,
+    let result = if config.no_supervisor {
+        alert_center::app::run(config).map(|()| 0)
+    } else {
+        alert_center::supervisor::run(config)
+    };
+    match result {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             // One clear line, never a trace: the operator reads this at startup.
             eprintln!("alert-center: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(EXIT_CANNOT_START as u8)
         }
     }
 }

@@ -138,6 +138,10 @@ pub(crate) struct Shared {
     closing: AtomicBool,
     /// Workflows whose task is waiting on a durable timer right now.
     armed_timers: AtomicUsize,
+    /// Sleeping workflows found by recovery whose timer is not armed yet, and when
+    /// recovery began: the last one to arm logs how long re-arming took.
+    rearm_remaining: AtomicUsize,
+    recovery_started: Mutex<Option<Instant>>,
 }
 
 /// Handle on the durable-execution engine. Cheap to clone.
@@ -162,6 +166,8 @@ impl Engine {
                 waiters: Arc::new(Waiters::default()),
                 closing: AtomicBool::new(false),
                 armed_timers: AtomicUsize::new(0),
+                rearm_remaining: AtomicUsize::new(0),
+                recovery_started: Mutex::new(None),
             }),
         }
     }
@@ -389,13 +395,17 @@ impl Engine {
             pending
         };
         let now = self.shared.clock.now_ms();
-        let mut report = RecoveryReport::default();
+        let sleeping = pending.iter().filter(|(_, wake)| *wake > now).count();
+        let mut report = RecoveryReport {
+            runnable: pending.len() - sleeping,
+            sleeping,
+            elapsed: Duration::ZERO,
+        };
+        *lock(&self.shared.recovery_started) = Some(started);
+        self.shared
+            .rearm_remaining
+            .store(report.sleeping, Ordering::SeqCst);
         for (id, wake_at_ms) in pending {
-            if wake_at_ms > now {
-                report.sleeping += 1;
-            } else {
-                report.runnable += 1;
-            }
             self.shared.dispatch(id, wake_at_ms, true);
         }
         report.elapsed = started.elapsed();
@@ -525,12 +535,29 @@ impl Shared {
     /// Waits for a durable timer; false if the workflow was cancelled meanwhile.
     async fn park(&self, wake_at_ms: u64, mut cancel: watch::Receiver<bool>) -> bool {
         self.armed_timers.fetch_add(1, Ordering::SeqCst);
+        self.count_rearmed();
         let woke = tokio::select! {
             () = self.clock.sleep_until(wake_at_ms) => true,
             _ = cancel.wait_for(|cancelled| *cancelled) => false,
         };
         self.armed_timers.fetch_sub(1, Ordering::SeqCst);
         woke
+    }
+
+    /// Counts down the sleeping workflows recovery found; the last one logs the time
+    /// re-arming took since recovery began.
+    fn count_rearmed(&self) {
+        let counted = self
+            .rearm_remaining
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if counted == Ok(1)
+            && let Some(started) = *lock(&self.recovery_started)
+        {
+            tracing::info!(
+                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                "every sleeping workflow found by recovery is re-armed"
+            );
+        }
     }
 
     async fn execute(self: &Arc<Self>, id: &str, recovered: bool, cancel: watch::Receiver<bool>) {
