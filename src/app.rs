@@ -9,12 +9,13 @@ use tokio::sync::watch;
 use crate::alerts::AlertCenter;
 use crate::config::Config;
 use crate::engine::{Engine, EngineConfig, SystemClock};
-use crate::http::HttpState;
+use crate::http::{HttpState, Ops};
 use crate::kafka::embedded::EmbeddedBroker;
 use crate::kafka::health::BrokerHealth;
 use crate::kafka::intake::Intake;
 use crate::kafka::producer::KafkaPublisher;
 use crate::storage::Store;
+use crate::telemetry::metric;
 
 /// Opens the database, recovers pending workflows and serves until a shutdown signal.
 pub fn run(config: Config) -> anyhow::Result<()> {
@@ -51,14 +52,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let kafka = config.kafka(brokers);
     let health = BrokerHealth::new();
+    let metrics_handle = crate::telemetry::install_metrics();
     let publisher = KafkaPublisher::new(&kafka, health.clone()).map_err(anyhow::Error::msg)?;
     let center = AlertCenter::new(engine.clone(), config.lease(), Arc::new(publisher));
-    let intake = Intake::new(&engine, kafka.clone(), health, center.changes().clone());
+    let intake = Intake::new(
+        &engine,
+        kafka.clone(),
+        health.clone(),
+        center.changes().clone(),
+    );
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let report = engine.recover().await?;
+    metrics::gauge!(metric::RECOVERY_SECONDS).set(report.elapsed.as_secs_f64());
+    metrics::gauge!(metric::RECOVERED, "state" => "runnable").set(report.runnable as f64);
+    metrics::gauge!(metric::RECOVERED, "state" => "sleeping").set(report.sleeping as f64);
     tracing::info!(
         runnable = report.runnable,
         sleeping = report.sleeping,
@@ -99,6 +109,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let state = HttpState {
         center,
         crash: Arc::new(|| std::process::abort()),
+        ops: Some(Ops {
+            intake: intake.stats().clone(),
+            broker: health,
+            metrics: metrics_handle,
+        }),
     };
     let server = tokio::spawn(crate::http::serve(listener, state, {
         let mut stop = stop_rx.clone();

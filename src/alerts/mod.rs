@@ -20,6 +20,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 use crate::engine::{Engine, EngineError};
+use crate::telemetry::metric;
 use model::{AlertId, AlertMessage, AlertRecord, EmployeeName};
 use store::{AlertError, Assignment};
 pub use workflows::AlertPublisher;
@@ -213,6 +214,7 @@ impl AlertCenter {
             .engine
             .transact(move |txn| store::resolve(txn, &who))
             .await??;
+        metrics::counter!(metric::LEASES, "event" => "resolved").increment(1);
         self.changes.send(Change::Employee(name.clone()));
         Ok(id)
     }
@@ -224,6 +226,7 @@ impl AlertCenter {
             .engine
             .transact(move |txn| store::release(txn, &who))
             .await??;
+        metrics::counter!(metric::LEASES, "event" => "released").increment(1);
         self.changes.send(Change::Employee(name.clone()));
         Ok(id)
     }

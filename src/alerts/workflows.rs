@@ -9,6 +9,7 @@ use super::model::{AlertId, AlertMessage, AlertStatus, EmployeeName, NewAlert};
 use super::store::{self, Assignment, LeaseCheck};
 use super::{Change, Changes};
 use crate::engine::{Engine, WorkflowContext, WorkflowDef, WorkflowError};
+use crate::telemetry::metric;
 
 /// Where a sent alert goes: the Kafka producer in the app, so that it comes back
 /// through the intake like any other alert.
@@ -72,6 +73,11 @@ async fn assign(
         .await?;
     ctx.set_event(ASSIGN_EVENT, &(now_ms, &assignment)).await?;
     let assignment = assignment.map_err(WorkflowError::app)?;
+    if assignment.new_assignment {
+        metrics::counter!(metric::LEASES, "event" => "granted").increment(1);
+    } else if more_time && assignment.lease.is_some() {
+        metrics::counter!(metric::LEASES, "event" => "extended").increment(1);
+    }
     if assignment.new_assignment || more_time {
         changes.send(Change::Employee(name.clone()));
     }
@@ -93,6 +99,7 @@ async fn assign(
             LeaseCheck::HeldUntil(expires_at_ms) => wake_at_ms = expires_at_ms,
             LeaseCheck::Expired(alert_id) => {
                 tracing::info!(employee = %name, alert = %alert_id, "lease expired; alert is free again");
+                metrics::counter!(metric::LEASES, "event" => "expired").increment(1);
                 changes.send(Change::Employee(name.clone()));
                 return Ok(());
             }

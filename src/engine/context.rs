@@ -26,6 +26,7 @@ use super::writer::ApplyError;
 use super::{EngineError, Shared, WorkflowError};
 use crate::faults::crash_point;
 use crate::storage::tables::{EVENTS, PENDING, STEPS};
+use crate::telemetry::metric;
 
 /// Durable operations for one workflow run. Cheap to clone.
 #[derive(Clone)]
@@ -120,6 +121,7 @@ impl WorkflowContext {
         let unpark = self.inner.parked.swap(false, Ordering::SeqCst);
         let mut failed: Option<Vec<u8>> = None;
         let finished_at_ms = started_at_ms;
+        let timer = std::time::Instant::now();
         let outcome = self
             .inner
             .shared
@@ -151,6 +153,8 @@ impl WorkflowContext {
                 Ok(outcome)
             })
             .await?;
+        metrics::histogram!(metric::STEP_SECONDS, "kind" => "transaction")
+            .record(timer.elapsed().as_secs_f64());
         Ok(outcome)
     }
 
@@ -276,14 +280,20 @@ impl WorkflowContext {
     {
         let id = self.inner.id.clone();
         let unpark = self.inner.parked.swap(false, Ordering::SeqCst);
-        self.inner
+        let kind = record.kind.as_str();
+        let started = std::time::Instant::now();
+        let written = self
+            .inner
             .shared
             .writer
             .submit(move |txn, _| {
                 write_step(txn, &id, index, &record, unpark)?;
                 extra(txn)
             })
-            .await
+            .await;
+        metrics::histogram!(metric::STEP_SECONDS, "kind" => kind)
+            .record(started.elapsed().as_secs_f64());
+        written
     }
 }
 

@@ -87,6 +87,13 @@ impl Engine {
         }
     }
 
+    /// Number of pending workflows (the size of the pending index).
+    pub fn pending_count(&self) -> Result<u64, EngineError> {
+        use redb::ReadableTableMetadata;
+        let read = self.shared.store.begin_read()?;
+        Ok(read.open_table(PENDING)?.len()?)
+    }
+
     /// One workflow, or `NotFound`.
     pub fn get(&self, id: &str) -> Result<WorkflowInfo, EngineError> {
         let read = self.shared.store.begin_read()?;

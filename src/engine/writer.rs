@@ -23,6 +23,7 @@ use tokio::sync::oneshot;
 use super::EngineError;
 use crate::faults::crash_point;
 use crate::storage::{StorageError, Store};
+use crate::telemetry::metric;
 
 /// Why an item could not be applied.
 #[derive(Debug)]
@@ -191,6 +192,8 @@ fn commit_batch(store: &Store, mut batch: Vec<Box<dyn BatchItem>>, stats: &Write
         crash_point("writer.after_commit");
         stats.commits.fetch_add(1, Ordering::Relaxed);
         stats.items.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        metrics::histogram!(metric::COMMIT_BATCH).record(batch.len() as f64);
+        metrics::histogram!(metric::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
         stats
             .commit_micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);

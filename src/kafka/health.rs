@@ -8,7 +8,10 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaError;
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
+
+use crate::telemetry::metric;
 
 // 0: not known yet.
 const UP: u8 = 1;
@@ -64,6 +67,19 @@ impl ClientContext for KafkaContext {
             tracing::error!(facility = fac, "librdkafka: {message}");
         } else {
             tracing::debug!(facility = fac, "librdkafka: {message}");
+        }
+    }
+
+    /// librdkafka's statistics (consumers only, every few seconds): consumer lag per
+    /// partition, for the metrics.
+    fn stats(&self, statistics: Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    metrics::gauge!(metric::INTAKE_LAG, "topic" => topic.clone(), "partition" => partition.to_string())
+                        .set(p.consumer_lag as f64);
+                }
+            }
         }
     }
 

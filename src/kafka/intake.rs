@@ -34,6 +34,7 @@ use crate::alerts::model::NewAlert;
 use crate::alerts::store::{self, AlertError, InsertOutcome};
 use crate::alerts::{Change, Changes};
 use crate::engine::{Engine, EngineError, Started, WorkflowDef, WorkflowError};
+use crate::telemetry::metric;
 
 /// Most messages queued to the writer and not yet durable.
 const IN_FLIGHT_MAX: usize = 16_384;
@@ -191,6 +192,7 @@ impl Intake {
             .set("enable.partition.eof", "false")
             .set("fetch.wait.max.ms", "50")
             .set("queued.min.messages", "200000")
+            .set("statistics.interval.ms", "5000")
             .create_with_context(context)
             .map_err(|e| format!("cannot create the Kafka consumer: {e}"))
     }
@@ -434,16 +436,19 @@ impl Intake {
     /// Counts a durable message; returns whether the alert list changed.
     fn account(&self, result: Result<Outcome, EngineError>) -> Result<bool, String> {
         self.stats.messages.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(metric::INTAKE_MESSAGES).increment(1);
         match result.map_err(|e| e.to_string())? {
             Outcome::Alerts(Started::Ran(Ok(outcome))) => {
                 self.stats
                     .alerts_inserted
                     .fetch_add(outcome.inserted.len() as u64, Ordering::Relaxed);
+                metrics::counter!(metric::ALERTS_INGESTED).increment(outcome.inserted.len() as u64);
                 self.stats
                     .duplicates
                     .fetch_add(outcome.duplicates.len() as u64, Ordering::Relaxed);
                 for (id, reason) in &outcome.conflicts {
                     self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!(metric::DEAD_LETTERS).increment(1);
                     tracing::warn!(alert = %id, reason, "conflicting alert sent to the dead-letter table");
                 }
                 Ok(!outcome.inserted.is_empty())
@@ -455,6 +460,7 @@ impl Intake {
             Outcome::Alerts(Started::Existing) => Ok(false),
             Outcome::DeadLetter(reason) => {
                 self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(metric::DEAD_LETTERS).increment(1);
                 tracing::warn!(reason, "bad message sent to the dead-letter table");
                 Ok(false)
             }
