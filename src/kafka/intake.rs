@@ -327,10 +327,14 @@ impl Intake {
                     }
                 }
                 message = consumer.recv(), if in_flight.len() < IN_FLIGHT_MAX => {
-                    let message = message.map_err(|e| format!("Kafka consumer error: {e}"))?;
+                    let message = match message {
+                        Ok(message) => message,
+                        Err(e) => { failure = Some(format!("Kafka consumer error: {e}")); break; }
+                    };
                     self.health.up(&self.settings.brokers);
                     let Some(track) = tracks.get_mut(&message.partition()) else {
-                        return Err(format!("message from unassigned partition {}", message.partition()));
+                        failure = Some(format!("message from unassigned partition {}", message.partition()));
+                        break;
                     };
                     in_flight.push_back(self.record(track, message.partition(), message.offset(), message.payload()));
                 }
@@ -342,12 +346,11 @@ impl Intake {
                     if ticks.is_multiple_of(5) {
                         self.commit_to_kafka(consumer, tracks, false);
                     }
-                    if ticks.is_multiple_of(25) {
-                        let partitions = fetch_partitions(consumer, &self.settings.topic).await?;
-                        if partitions.iter().any(|p| !tracks.contains_key(p)) {
-                            self.assign(consumer, &partitions, tracks).await?;
-                            tracing::info!(topic = %self.settings.topic, partitions = partitions.len(), "new partitions picked up");
-                        }
+                    if ticks.is_multiple_of(25)
+                        && let Err(e) = self.pick_up_new_partitions(consumer, tracks).await
+                    {
+                        failure = Some(e);
+                        break;
                     }
                 }
             }
@@ -365,6 +368,21 @@ impl Intake {
             self.changes.send(Change::History);
         }
         failure.map_or(Ok(()), Err)
+    }
+
+    /// Assigns partitions added to the topic since the session began.
+    async fn pick_up_new_partitions(
+        &self,
+        consumer: &Arc<StreamConsumer<KafkaContext>>,
+        tracks: &mut HashMap<i32, Track>,
+    ) -> Result<(), String> {
+        let partitions = fetch_partitions(consumer, &self.settings.topic).await?;
+        self.health.up(&self.settings.brokers);
+        if partitions.iter().any(|p| !tracks.contains_key(p)) {
+            self.assign(consumer, &partitions, tracks).await?;
+            tracing::info!(topic = %self.settings.topic, partitions = partitions.len(), "new partitions picked up");
+        }
+        Ok(())
     }
 
     /// Queues the durable record of one message: its inbound workflow, or a dead letter.
@@ -435,9 +453,10 @@ impl Intake {
 
     /// Counts a durable message; returns whether the alert list changed.
     fn account(&self, result: Result<Outcome, EngineError>) -> Result<bool, String> {
+        let outcome = result.map_err(|e| e.to_string())?;
         self.stats.messages.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(metric::INTAKE_MESSAGES).increment(1);
-        match result.map_err(|e| e.to_string())? {
+        match outcome {
             Outcome::Alerts(Started::Ran(Ok(outcome))) => {
                 self.stats
                     .alerts_inserted
