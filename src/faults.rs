@@ -12,6 +12,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The environment variable that arms one crash point.
 pub const CRASH_AT_ENV: &str = "ALERT_CENTER_CRASH_AT";
 
+/// Every crash point in the code, so that a misspelled one is refused, not ignored.
+pub const KNOWN: &[&str] = &[
+    "writer.before_commit",
+    "writer.after_commit",
+    "step.before_checkpoint",
+    "transaction.applied",
+    "sleep.recorded",
+];
+
 struct Armed {
     name: String,
     at_hit: u64,
@@ -24,9 +33,20 @@ fn armed() -> &'static Option<Armed> {
     ARMED.get_or_init(|| {
         let spec = std::env::var(CRASH_AT_ENV).ok()?;
         let (name, at_hit) = match spec.rsplit_once(':') {
-            Some((name, n)) => (name.to_string(), n.parse().ok()?),
-            None => (spec, 1),
+            Some((name, n)) => match n.parse::<u64>() {
+                Ok(n) if n >= 1 => (name.to_string(), n),
+                _ => {
+                    // A test that asked for a crash must not silently run without one.
+                    eprintln!("{CRASH_AT_ENV}={spec:?}: the count after ':' must be a whole number >= 1");
+                    std::process::exit(2);
+                }
+            },
+            None => (spec.clone(), 1),
         };
+        if !KNOWN.contains(&name.as_str()) {
+            eprintln!("{CRASH_AT_ENV}={spec:?}: unknown crash point (known: {})", KNOWN.join(", "));
+            std::process::exit(2);
+        }
         Some(Armed {
             name,
             at_hit,

@@ -147,13 +147,28 @@ fn corrupt_if_redb(path: &Path, e: StorageError) -> StorageError {
     }
 }
 
-/// Runs `f`, turning a panic into an `Err` with its message, without letting the default
+/// Runs `f`, turning a panic into an `Err` with its message, without letting the panic
 /// hook print a trace: a damaged file must yield one clear line, not a backtrace.
+///
+/// The hook is wrapped once, process-wide, and stays quiet only on the thread running
+/// `f` (redb runs on the caller's thread): swapping the global hook around each call
+/// would race with concurrent opens and could leave every later panic silent.
 fn quietly_catch_unwind<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    use std::cell::Cell;
+    use std::sync::Once;
+    thread_local!(static QUIET: Cell<bool> = const { Cell::new(false) });
+    static WRAP: Once = Once::new();
+    WRAP.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                previous(info)
+            }
+        }));
+    });
+    QUIET.with(|quiet| quiet.set(true));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    std::panic::set_hook(previous);
+    QUIET.with(|quiet| quiet.set(false));
     result.map_err(|payload| {
         payload
             .downcast_ref::<&str>()

@@ -4,5 +4,5 @@
 mod support;
 
 mod engine;
-
+mod engine_crash;
 mod startup;
