@@ -14,3 +14,11 @@ if ((${#need_apt[@]})); then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
+
+# playwright-core drives that Chromium in the browser test (tests/browser/); it downloads
+# no browser of its own.
+root="$(cd "$(dirname "$0")/.." && pwd)"
+if [[ ! -d "$root/node_modules/playwright-core" ]]; then
+    echo "setup: installing playwright-core (npm ci)"
+    (cd "$root" && npm ci --no-audit --no-fund >/dev/null)
+fi

@@ -30,6 +30,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // Listen for stop signals before anything else: a SIGTERM that arrives during
+    // start-up (even before "ready" is logged) must still mean a clean stop.
+    let mut signals = StopSignals::new()?;
     let store = Store::open(&config.db)?;
     let engine = Engine::new(
         store,
@@ -62,9 +65,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         center.changes().clone(),
     );
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener = listen(&config).await?;
     let report = engine.recover().await?;
     metrics::gauge!(metric::RECOVERY_SECONDS).set(report.elapsed.as_secs_f64());
     metrics::gauge!(metric::RECOVERED, "state" => "runnable").set(report.runnable as f64);
@@ -88,6 +89,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         broker = %broker_text,
         topic = %kafka.topic,
         lease_secs = config.lease_secs,
+        pid = std::process::id(),
         "alert-center ready: open http://{}/",
         listener.local_addr().map(|a| a.to_string()).unwrap_or_default()
     );
@@ -122,10 +124,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
     }));
 
-    shutdown_signal().await;
+    signals.recv().await;
     tracing::info!("shutting down: finishing the commits in flight (Ctrl-C again to quit at once)");
-    tokio::spawn(async {
-        shutdown_signal().await;
+    tokio::spawn(async move {
+        signals.recv().await;
         std::process::exit(130);
     });
     let _ = stop_tx.send(true);
@@ -138,22 +140,36 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
+/// SIGTERM and SIGINT (Ctrl-C), listened to from the start of the process.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> anyhow::Result<StopSignals> {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            return std::future::pending().await;
-        };
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+        })
+    }
+
+    async fn recv(&mut self) {
         tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
         }
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// The listening socket: inherited from the supervisor (the same socket in every life
+/// of the app, so a restart refuses no connection and keeps the port), or bound here.
+async fn listen(config: &Config) -> anyhow::Result<tokio::net::TcpListener> {
+    if let Some(listener) = crate::supervisor::inherited_listener()? {
+        return Ok(listener);
+    }
+    tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))
 }

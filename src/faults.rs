@@ -37,14 +37,19 @@ fn armed() -> &'static Option<Armed> {
                 Ok(n) if n >= 1 => (name.to_string(), n),
                 _ => {
                     // A test that asked for a crash must not silently run without one.
-                    eprintln!("{CRASH_AT_ENV}={spec:?}: the count after ':' must be a whole number >= 1");
+                    eprintln!(
+                        "{CRASH_AT_ENV}={spec:?}: the count after ':' must be a whole number >= 1"
+                    );
                     std::process::exit(2);
                 }
             },
             None => (spec.clone(), 1),
         };
         if !KNOWN.contains(&name.as_str()) {
-            eprintln!("{CRASH_AT_ENV}={spec:?}: unknown crash point (known: {})", KNOWN.join(", "));
+            eprintln!(
+                "{CRASH_AT_ENV}={spec:?}: unknown crash point (known: {})",
+                KNOWN.join(", ")
+            );
             std::process::exit(2);
         }
         Some(Armed {

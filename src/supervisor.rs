@@ -27,6 +27,34 @@ pub const EXIT_CANNOT_START: i32 = 78;
 /// Set in the child's environment when its broker is the supervisor's embedded one.
 pub const EMBEDDED_BROKER_ENV: &str = "ALERT_CENTER_EMBEDDED_BROKER";
 
+/// Set in the child's environment to the file descriptor of the listening socket the
+/// supervisor opened once for every life of the app.
+pub const LISTEN_FD_ENV: &str = "ALERT_CENTER_LISTEN_FD";
+
+/// The listening socket passed by the supervisor, if any (taken once: the variable is
+/// removed so that nothing else adopts the descriptor).
+pub fn inherited_listener() -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    use std::os::fd::FromRawFd;
+    let Some(raw) = std::env::var_os(LISTEN_FD_ENV) else {
+        return Ok(None);
+    };
+    // SAFETY: called once at start-up, before any other thread reads the environment.
+    unsafe { std::env::remove_var(LISTEN_FD_ENV) };
+    let fd: i32 = raw
+        .to_str()
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("{LISTEN_FD_ENV} is not a file descriptor"))?;
+    // SAFETY: the supervisor passed this descriptor, a listening TCP socket, to this
+    // process alone; nothing else in the process owns it.
+    let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    listener
+        .set_nonblocking(true)
+        .context("cannot use the inherited socket")?;
+    Ok(Some(
+        tokio::net::TcpListener::from_std(listener).context("cannot use the inherited socket")?,
+    ))
+}
+
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A child that lived this long is considered healthy: the backoff starts over.
@@ -50,12 +78,20 @@ async fn supervise(config: Config) -> anyhow::Result<i32> {
     };
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let listener = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
     let mut backoff = BACKOFF_MIN;
+    let mut restarts = 0u64;
     loop {
         let started = Instant::now();
-        let mut child = spawn_app(embedded.as_ref())?;
+        let mut child = spawn_app(embedded.as_ref(), &listener)?;
         let pid = child.id().unwrap_or_default();
-        tracing::info!(pid, "supervisor started the app");
+        if restarts == 0 {
+            tracing::debug!(pid, "supervisor started the app");
+        } else {
+            tracing::info!(pid, restarts, "supervisor restarted the app");
+        }
+        restarts += 1;
         let status = tokio::select! {
             status = child.wait() => status.context("cannot wait for the app")?,
             _ = term.recv() => return stop(child, libc::SIGTERM, &mut term, &mut int).await,
@@ -79,22 +115,33 @@ async fn supervise(config: Config) -> anyhow::Result<i32> {
     }
 }
 
-fn spawn_app(embedded: Option<&EmbeddedBroker>) -> anyhow::Result<Child> {
+fn spawn_app(
+    embedded: Option<&EmbeddedBroker>,
+    listener: &std::net::TcpListener,
+) -> anyhow::Result<Child> {
+    use std::os::fd::AsRawFd;
+    let fd = listener.as_raw_fd();
     let exe = std::env::current_exe().context("cannot find the alert-center executable")?;
     let mut command = Command::new(exe);
     command
         .args(std::env::args_os().skip(1))
-        .arg("--no-supervisor");
+        .arg("--no-supervisor")
+        .env(LISTEN_FD_ENV, fd.to_string());
     if let Some(broker) = embedded {
         command
             .env("KAFKA_BROKER", broker.bootstrap_servers())
             .env(EMBEDDED_BROKER_ENV, "1");
     }
-    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the
-    // parent; it makes the kernel SIGKILL the app if the supervisor dies.
+    // SAFETY: prctl(2) and fcntl(2) are async-signal-safe and touch no memory of the
+    // parent; the first makes the kernel SIGKILL the app if the supervisor dies.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The listening socket is close-on-exec like every descriptor Rust opens:
+            // keep this one open across exec, for the app.
+            if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())

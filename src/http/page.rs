@@ -16,9 +16,17 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
     response
 }
 
+/// The path is matched before the method, so that a POST to an unknown path is a 404,
+/// not a 405.
 pub fn routes() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
-    let index = warp::path::end().map(|| asset(INDEX_HTML, "text/html; charset=utf-8"));
-    let app = warp::path!("app.js").map(|| asset(APP_JS, "text/javascript; charset=utf-8"));
-    let style = warp::path!("style.css").map(|| asset(STYLE_CSS, "text/css; charset=utf-8"));
-    warp::get().and(index.or(app).unify().or(style).unify())
+    let index = warp::path::end()
+        .and(warp::get())
+        .map(|| asset(INDEX_HTML, "text/html; charset=utf-8"));
+    let app = warp::path!("app.js")
+        .and(warp::get())
+        .map(|| asset(APP_JS, "text/javascript; charset=utf-8"));
+    let style = warp::path!("style.css")
+        .and(warp::get())
+        .map(|| asset(STYLE_CSS, "text/css; charset=utf-8"));
+    index.or(app).unify().or(style).unify()
 }

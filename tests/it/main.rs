@@ -1,8 +1,13 @@
 //! The one integration-test binary (see matklad's "Delete Cargo Integration Tests"):
 //! each concern is a module.
 
+mod app_support;
 mod support;
 
+mod alerts_http;
+mod browser;
 mod engine;
 mod engine_crash;
+
 mod startup;
+mod supervisor;

@@ -14,7 +14,12 @@ fn binary() -> Command {
 
 /// Runs the binary on `db` and returns its exit success and its stderr.
 fn run_on(db: &std::path::Path) -> (bool, String) {
-    let out = binary().arg("--db").arg(db).output().unwrap();
+    let out = binary()
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--db")
+        .arg(db)
+        .output()
+        .unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -71,6 +76,7 @@ fn a_file_open_in_another_process_stops_startup() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("shared.redb");
     let mut first = binary()
+        .args(["--listen", "127.0.0.1:0"])
         .arg("--db")
         .arg(&db)
         .stderr(Stdio::piped())
@@ -83,7 +89,12 @@ fn a_file_open_in_another_process_stops_startup() {
         .take(50)
         .any(|l| l.unwrap().contains("recovered pending workflows"));
     assert!(ready, "the first instance did not start");
-    let out = binary().arg("--db").arg(&db).output().unwrap();
+    let out = binary()
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--db")
+        .arg(&db)
+        .output()
+        .unwrap();
     first.kill().unwrap();
     first.wait().unwrap();
     assert!(
