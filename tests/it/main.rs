@@ -8,6 +8,7 @@ mod alerts_http;
 mod browser;
 mod engine;
 mod engine_crash;
+mod ops;
 
 mod startup;
 mod supervisor;
