@@ -160,13 +160,54 @@ mod tests {
         let long = format!(r#"{{"alerts":[{{"message":"{}"}}]}}"#, "m".repeat(1001));
         assert!(reason(long.as_bytes()).contains("1001 characters"));
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        assert!(reason(deep.as_bytes()).contains("recursion limit"));
+        assert!(reason(deep.as_bytes()).contains("not an alert payload"));
+        // Nesting as deep as the size limit allows, in a field the parser skips: parsed
+        // (unknown fields are ignored), and no stack overflow.
+        let depth = PAYLOAD_BYTES_MAX / 2 - 64;
+        let nested = format!(
+            r#"{{"alerts":[{{"message":"x","extra":{}{}}}]}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        assert_eq!(parse(Some(nested.as_bytes())).unwrap().len(), 1);
         assert!(reason(&vec![b' '; PAYLOAD_BYTES_MAX + 1]).contains("at most"));
         let many = format!(
             r#"{{"alerts":[{}]}}"#,
             vec![r#"{"message":"m"}"#; 1001].join(",")
         );
         assert!(reason(many.as_bytes()).contains("1001 alerts"));
+    }
+
+    proptest::proptest! {
+        /// Random bytes never panic: they parse or get a reason, and a reason is one line.
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+            if let Err(reason) = parse(Some(&bytes)) {
+                proptest::prop_assert!(!reason.is_empty());
+            }
+        }
+
+        /// Payloads of the right shape with random field values parse or are refused
+        /// with a reason, never a panic.
+        #[test]
+        fn random_field_values_never_panic(
+            id in proptest::option::of(proptest::num::i128::ANY),
+            status in proptest::option::of(proptest::num::i64::ANY),
+            message in ".{0,1200}",
+        ) {
+            let mut alert = serde_json::json!({ "message": message });
+            if let Some(id) = id {
+                alert["alert_id"] = serde_json::Value::from(id as f64);
+            }
+            if let Some(status) = status {
+                alert["alert_status"] = serde_json::Value::from(status);
+            }
+            let bytes = serde_json::to_vec(&serde_json::json!({ "alerts": [alert] })).unwrap();
+            match parse(Some(&bytes)) {
+                Ok(alerts) => proptest::prop_assert_eq!(alerts.len(), 1),
+                Err(reason) => proptest::prop_assert!(!reason.is_empty()),
+            }
+        }
     }
 
     #[test]
