@@ -11,11 +11,13 @@
 //! - [`kafka`]: the exactly-once intake (cursors in redb), the producer behind
 //!   "send", the embedded broker, the wire format and dead letters.
 //! - [`http`]: warp routes compatible with the original app, live updates (SSE),
-//!   the embedded page, `ApiError` to status codes.
+//!   the embedded page, `ApiError` to status codes; `/healthz`, `/readyz`,
+//!   `/metrics` and the workflow API (DBOS admin paths) for operators.
 //! - [`faults`]: named crash points that kill the process, for crash tests.
-//! - [`config`]: flags and environment variables; [`telemetry`]: logging setup.
-//! - [`supervisor`]: the default process: holds the embedded broker, runs the app as
-//!   a child and restarts it when it dies.
+//! - [`config`]: flags and environment variables; [`telemetry`]: logging setup and
+//!   every Prometheus metric name.
+//! - [`supervisor`]: the default process: holds the embedded broker and the listening
+//!   socket, runs the app as a child and restarts it when it dies.
 //! - [`app`]: the only module that knows all the others; wires them and runs them.
 //!
 //! # Architecture invariants
