@@ -39,13 +39,14 @@ impl Clock for SystemClock {
         let clock = *self;
         Box::pin(async move {
             // Sleep in bounded slices so that a wall-clock jump (NTP, suspend) is noticed
-            // within a few seconds instead of oversleeping by the jump.
+            // within half a minute instead of oversleeping by the jump; longer slices
+            // would make thousands of sleepers cost thousands of wake-ups a second.
             loop {
                 let now = clock.now_ms();
                 if now >= wake_at_ms {
                     return;
                 }
-                let left_ms = (wake_at_ms - now).min(5_000);
+                let left_ms = (wake_at_ms - now).min(30_000);
                 tokio::time::sleep(Duration::from_millis(left_ms)).await;
             }
         })

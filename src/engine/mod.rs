@@ -405,6 +405,7 @@ impl Engine {
         self.shared
             .rearm_remaining
             .store(report.sleeping, Ordering::SeqCst);
+        lock(&self.shared.running).reserve(pending.len());
         for (id, wake_at_ms) in pending {
             self.shared.dispatch(id, wake_at_ms, true);
         }

@@ -15,7 +15,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use redb::WriteTransaction;
 use tokio::sync::oneshot;
@@ -137,12 +137,16 @@ impl Writer {
     }
 }
 
+/// Longest a commit waits for the rest of a wave of writers (see `run`).
+const FILL_WAIT: Duration = Duration::from_micros(300);
+
 fn run(
     store: Store,
     rx: mpsc::Receiver<Box<dyn BatchItem>>,
     batch_size_max: usize,
     stats: &WriterStats,
 ) {
+    let mut last_len = 0;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < batch_size_max {
@@ -151,6 +155,19 @@ fn run(
                 Err(_) => break,
             }
         }
+        // Writers in flight come back in waves: when this batch is smaller than the last
+        // one, wait a moment for the rest of the wave, so one fsync serves all of it
+        // instead of the wave splitting into two half-size commits.
+        if batch.len() < last_len {
+            let deadline = Instant::now() + FILL_WAIT;
+            while batch.len() < last_len.min(batch_size_max) {
+                match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(item) => batch.push(item),
+                    Err(_) => break,
+                }
+            }
+        }
+        last_len = batch.len();
         commit_batch(&store, batch, stats);
     }
 }
