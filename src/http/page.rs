@@ -7,6 +7,8 @@ use warp::reply::Response;
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
 const STYLE_CSS: &str = include_str!("../../web/style.css");
+const CONSOLE_HTML: &str = include_str!("../../web/console.html");
+const CONSOLE_JS: &str = include_str!("../../web/console.js");
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
     let mut response = Response::new(body.into());
@@ -28,5 +30,19 @@ pub fn routes() -> impl Filter<Extract = (Response,), Error = warp::Rejection> +
     let style = warp::path!("style.css")
         .and(warp::get())
         .map(|| asset(STYLE_CSS, "text/css; charset=utf-8"));
-    index.or(app).unify().or(style).unify()
+    let console = warp::path!("console")
+        .and(warp::get())
+        .map(|| asset(CONSOLE_HTML, "text/html; charset=utf-8"));
+    let console_js = warp::path!("console.js")
+        .and(warp::get())
+        .map(|| asset(CONSOLE_JS, "text/javascript; charset=utf-8"));
+    index
+        .or(app)
+        .unify()
+        .or(style)
+        .unify()
+        .or(console)
+        .unify()
+        .or(console_js)
+        .unify()
 }
