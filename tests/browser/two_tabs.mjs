@@ -250,6 +250,17 @@ async function run(context) {
     await shot(page, `09-phone-${page.user}`);
   }
 
+  step('the workflow console shows the lease watchers and their steps');
+  const console_ = await context.newPage();
+  console_.user = 'console';
+  await console_.goto(`${baseUrl}/console`, { timeout: WAIT_MS });
+  await console_.waitForSelector('#console-status[data-state="ok"]', { timeout: WAIT_MS });
+  const row = console_.locator('#recent [data-workflow-id^="assign-"]').first();
+  await row.waitFor({ timeout: WAIT_MS });
+  await row.click();
+  await console_.waitForFunction(() => (document.querySelector('#steps')?.textContent || '').includes('transaction'), null, { timeout: WAIT_MS });
+  await shot(console_, '10-console');
+
   check(problems.length === 0, `problems in the page:\n${problems.join('\n')}`);
 }
 
