@@ -162,7 +162,13 @@ async fn the_workflow_api_lists_shows_steps_cancels_and_resumes() {
         serde_json::from_str::<Value>(&body).unwrap()["status"],
         "PENDING"
     );
-    let (_, body) = get(&app, &format!("/workflows/{path_id}/steps")).await;
+    // The answer comes with the event; the watcher records its sleep just after.
+    let steps_path = format!("/workflows/{path_id}/steps");
+    until("the watcher's sleep step", async || {
+        get(&app, &steps_path).await.1.contains("\"sleep\"")
+    })
+    .await;
+    let (_, body) = get(&app, &steps_path).await;
     let kinds: Vec<String> = serde_json::from_str::<Vec<Value>>(&body)
         .unwrap()
         .iter()
