@@ -54,13 +54,24 @@ pub struct StepInfo {
 pub(super) fn mark_final(
     txn: &WriteTransaction,
     id: &str,
+    record: WorkflowRecord,
+    status: WorkflowStatus,
+) -> Result<(), ApplyError> {
+    txn.open_table(PENDING)?.remove(id)?;
+    record_final(txn, id, record, status)
+}
+
+/// Writes a finished workflow and its completion-index entry; for a workflow that was
+/// never in the pending index (a one-shot), this is all its end needs.
+pub(super) fn record_final(
+    txn: &WriteTransaction,
+    id: &str,
     mut record: WorkflowRecord,
     status: WorkflowStatus,
 ) -> Result<(), ApplyError> {
     record.status = status;
     txn.open_table(WORKFLOWS)?
         .insert(id, encode(&record)?.as_slice())?;
-    txn.open_table(PENDING)?.remove(id)?;
     txn.open_table(COMPLETED)?
         .insert((record.updated_at_ms, id), ())?;
     Ok(())

@@ -13,7 +13,7 @@ use redb::{ReadableTable, WriteTransaction};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::manage::mark_final;
+use super::manage::record_final;
 use super::record::{StepKind, StepRecord, WorkflowRecord, WorkflowStatus, decode, encode};
 use super::writer::ApplyError;
 use super::{Engine, EngineError, WorkflowDef};
@@ -100,7 +100,7 @@ impl Engine {
                     steps_at_last_recovery: 0,
                 };
                 txn.open_table(CREATED)?.insert((now, id.as_str()), ())?;
-                mark_final(txn, &id, record, status)?;
+                record_final(txn, &id, record, status)?;
                 extra(txn)?;
                 Ok(Started::Ran(outcome))
             })

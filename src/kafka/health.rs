@@ -1,13 +1,15 @@
 //! Whether the broker is reachable, with one log line per change of state (never one
 //! per retry: librdkafka retries on its own, many times a second).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use rdkafka::TopicPartitionList;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 
@@ -17,9 +19,15 @@ use crate::telemetry::metric;
 const UP: u8 = 1;
 const DOWN: u8 = 2;
 
+/// An outage is logged once it has lasted this long with no sign of the broker: one
+/// failed reconnect, or a late error queued before the broker came back, is not one.
+const OUTAGE_AFTER: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Default)]
 pub struct BrokerHealth {
     state: AtomicU8,
+    /// When the broker was first seen failing since it last answered.
+    failing_since: Mutex<Option<Instant>>,
 }
 
 impl BrokerHealth {
@@ -27,16 +35,22 @@ impl BrokerHealth {
         Arc::new(BrokerHealth::default())
     }
 
-    /// The broker answered.
+    /// The broker answered (metadata, an offset commit, a produce acknowledgement).
     pub fn up(&self, brokers: &str) {
+        *self.failing_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
         if self.state.swap(UP, Ordering::SeqCst) == DOWN {
             tracing::info!(brokers, "Kafka broker reachable again; intake resumes");
         }
     }
 
-    /// The broker could not be reached.
+    /// The broker could not be reached. Logged once per outage, when it has lasted
+    /// [`OUTAGE_AFTER`] (librdkafka reports every failed reconnect).
     pub fn down(&self, brokers: &str, reason: &str) {
-        if self.state.swap(DOWN, Ordering::SeqCst) != DOWN {
+        let lasted = {
+            let mut since = self.failing_since.lock().unwrap_or_else(|e| e.into_inner());
+            since.get_or_insert_with(Instant::now).elapsed()
+        };
+        if lasted >= OUTAGE_AFTER && self.state.swap(DOWN, Ordering::SeqCst) != DOWN {
             tracing::warn!(
                 brokers,
                 reason,
@@ -101,4 +115,12 @@ impl ClientContext for KafkaContext {
     }
 }
 
-impl ConsumerContext for KafkaContext {}
+impl ConsumerContext for KafkaContext {
+    /// A successful offset commit is an answer from the broker (a message read from the
+    /// local prefetch queue is not).
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if result.is_ok() {
+            self.health.up(&self.brokers);
+        }
+    }
+}

@@ -147,7 +147,14 @@ impl Intake {
         let mut backoff = Duration::from_millis(100);
         let mut last_error = String::new();
         while !*stop.borrow() {
-            match self.run_session(&mut stop).await {
+            let started = std::time::Instant::now();
+            let result = self.run_session(&mut stop).await;
+            if started.elapsed() > Duration::from_secs(10) {
+                // That session was healthy: the next failure starts a new story.
+                backoff = Duration::from_millis(100);
+                last_error.clear();
+            }
+            match result {
                 Ok(()) => break,
                 Err(error) => {
                     if error != last_error {
@@ -331,7 +338,6 @@ impl Intake {
                         Ok(message) => message,
                         Err(e) => { failure = Some(format!("Kafka consumer error: {e}")); break; }
                     };
-                    self.health.up(&self.settings.brokers);
                     let Some(track) = tracks.get_mut(&message.partition()) else {
                         failure = Some(format!("message from unassigned partition {}", message.partition()));
                         break;

@@ -2,12 +2,14 @@
 //! each concern is a module.
 
 mod app_support;
+mod kafka_support;
 mod support;
 
 mod alerts_http;
 mod browser;
 mod engine;
 mod engine_crash;
+mod kafka;
 mod ops;
 
 mod startup;

@@ -1,0 +1,354 @@
+//! Helpers for the Kafka tests: a librdkafka mock cluster that the test owns, an
+//! independent producer, and the real binary as a child process with its log.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use alert_center::kafka::DEFAULT_TOPIC;
+use alert_center::kafka::ledger::{self, Cursor};
+use alert_center::storage::Store;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde::Deserialize;
+
+pub const TOPIC: &str = DEFAULT_TOPIC;
+pub const PARTITIONS: i32 = 3;
+
+/// The longest a child may take to say it is ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A one-broker mock cluster with the alert topic. Not `Send`: it stays on the test's
+/// thread (the cluster itself runs on a thread of librdkafka's).
+pub struct Broker {
+    cluster: MockCluster<'static, DefaultProducerContext>,
+    bootstrap: String,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let cluster = MockCluster::new(1).unwrap();
+        // The mock has no CreateTopics: the topic is created through the mock API.
+        cluster.create_topic(TOPIC, PARTITIONS, 1).unwrap();
+        let bootstrap = cluster.bootstrap_servers();
+        Broker { cluster, bootstrap }
+    }
+
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// Disconnects the broker and refuses new connections.
+    pub fn down(&self) {
+        self.cluster.broker_down(1).unwrap();
+    }
+
+    pub fn up(&self) {
+        self.cluster.broker_up(1).unwrap();
+    }
+
+    /// The end offset (high watermark) of every partition.
+    pub fn end_offsets(&self) -> BTreeMap<i32, i64> {
+        let consumer: BaseConsumer = client(&self.bootstrap)
+            .set("group.id", "end-offsets")
+            .create()
+            .unwrap();
+        (0..PARTITIONS)
+            .map(|p| {
+                let (_, high) = consumer
+                    .fetch_watermarks(TOPIC, p, Duration::from_secs(10))
+                    .unwrap();
+                (p, high)
+            })
+            .collect()
+    }
+
+    /// The offsets committed to Kafka under `group` (for lag tools), by partition.
+    pub fn committed_offsets(&self, group: &str) -> BTreeMap<i32, Offset> {
+        let consumer: BaseConsumer = client(&self.bootstrap)
+            .set("group.id", group)
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition(TOPIC, p);
+        }
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .unwrap();
+        committed
+            .elements()
+            .iter()
+            .map(|e| (e.partition(), e.offset()))
+            .collect()
+    }
+}
+
+fn client(bootstrap: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    config
+}
+
+/// An independent producer: idempotent, so its own retries never duplicate a message.
+pub fn producer(bootstrap: &str) -> FutureProducer {
+    client(bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "1")
+        .set("message.max.bytes", "2000000")
+        .create()
+        .unwrap()
+}
+
+/// Produces `value` (none: a tombstone) to `partition`; returns its offset.
+pub async fn produce(producer: &FutureProducer, partition: i32, value: Option<&[u8]>) -> i64 {
+    let mut record: FutureRecord<'_, str, [u8]> =
+        FutureRecord::to(TOPIC).partition(partition).key("k");
+    if let Some(value) = value {
+        record = record.payload(value);
+    }
+    let delivery = producer
+        .send(record, Duration::from_secs(30))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    assert_eq!(delivery.partition, partition);
+    delivery.offset
+}
+
+/// The original app's payload with one alert.
+pub fn alert_payload(id: u64, message: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "alerts": [{"alert_id": id, "alert_status": 0, "message": message}]
+    }))
+    .unwrap()
+}
+
+/// One alert as `GET /alert_history` shows it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HistoryAlert {
+    pub alert_id: u64,
+    pub alert_status: u8,
+    pub message: String,
+}
+
+/// One dead letter as `GET /dead_letters` shows it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeadLetterView {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub reason: String,
+    pub raw: String,
+    pub raw_bytes: usize,
+}
+
+/// The real binary, running as a child with its stderr collected line by line.
+pub struct App {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+    http: reqwest::Client,
+}
+
+impl App {
+    /// Starts the app (without its supervisor) on `db`, with `broker` as `KAFKA_BROKER`
+    /// (none: the app's embedded broker), and waits until it logs that it is ready.
+    pub fn start(db: &Path, broker: Option<&str>) -> App {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_alert-center"));
+        cmd.arg("--db")
+            .arg(db)
+            .args(["--listen", "127.0.0.1:0", "--log-format", "human"])
+            // The test plays the supervisor: its SIGKILL must hit the app itself.
+            .arg("--no-supervisor")
+            // No `.env` of the developer's may change the broker.
+            .current_dir(db.parent().unwrap())
+            .env_remove("RUST_LOG")
+            .env_remove("KAFKA_BROKER")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(broker) = broker {
+            cmd.env("KAFKA_BROKER", broker);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn({
+            let log = log.clone();
+            move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(addr) = ready_addr(&line) {
+                        let _ = ready_tx.send(addr);
+                    }
+                    log.lock().unwrap().push(line);
+                }
+            }
+        });
+        let Ok(addr) = ready_rx.recv_timeout(READY_TIMEOUT) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "alert-center did not get ready; its log:\n{}",
+                log.lock().unwrap().join("\n")
+            );
+        };
+        App {
+            child,
+            addr,
+            log,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// Every stderr line so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Stderr lines that contain `text`.
+    pub fn log_count(&self, text: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(text))
+            .count()
+    }
+
+    /// `kill -9`, and waits until the process is gone.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, and waits (bounded) for a clean exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: `pid` is our own child, not yet reaped.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "alert-center did not stop on SIGTERM; its log:\n{}",
+                self.log().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        let response = self.http.get(self.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.unwrap()
+    }
+
+    pub async fn history(&self) -> Vec<HistoryAlert> {
+        self.get_json("/alert_history").await
+    }
+
+    pub async fn dead_letters(&self) -> Vec<DeadLetterView> {
+        self.get_json("/dead_letters?limit=10000").await
+    }
+
+    /// Polls the history every 50 ms until `done` holds; panics after `timeout`.
+    pub async fn wait_history(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut done: impl FnMut(&[HistoryAlert]) -> bool,
+    ) -> Vec<HistoryAlert> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let history = self.history().await;
+            if done(&history) {
+                return history;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what} ({} alerts so far); the app's log:\n{}",
+                history.len(),
+                self.log().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The address in the line `alert-center ready: open http://ADDR/`.
+fn ready_addr(line: &str) -> Option<SocketAddr> {
+    let rest = line.split("alert-center ready: open http://").nth(1)?;
+    rest.split('/').next()?.parse().ok()
+}
+
+/// The stored cursors of the alert topic, from the database file of a stopped app.
+pub fn stored_cursors(store: &Store) -> BTreeMap<i32, Cursor> {
+    let read = store.begin_read().unwrap();
+    ledger::cursors(&read, TOPIC).unwrap().into_iter().collect()
+}
+
+/// A small seeded generator (splitmix64), so that a failing run can be replayed.
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded from `KAFKA_TEST_SEED` if set, else from the clock; prints the seed.
+    pub fn from_env(test: &str) -> Rng {
+        let seed = std::env::var("KAFKA_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        println!("{test}: seed {seed} (replay with KAFKA_TEST_SEED={seed})");
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `low..=high` (close enough for test timings).
+    pub fn between(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next_u64() % (high - low + 1)
+    }
+}
