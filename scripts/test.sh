@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
-cargo test --locked
+# Unit and integration tests (doc tests: none; benchmarks run with `cargo bench`).
+cargo test --locked --lib --bins --tests
