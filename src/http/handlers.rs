@@ -11,13 +11,24 @@ use super::{ApiError, HttpState};
 use crate::alerts::model::{AlertMessage, EmployeeName};
 use crate::kafka::ledger;
 
-fn answer(result: Result<Response, ApiError>) -> Response {
+pub(super) fn answer(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(|e| e.into_response())
 }
 
-fn parse_query(raw: &str) -> Result<HashMap<String, String>, ApiError> {
+pub(super) fn parse_query(raw: &str) -> Result<HashMap<String, String>, ApiError> {
     serde_urlencoded::from_str(raw)
         .map_err(|e| ApiError::BadRequest(format!("query string is malformed: {e}")))
+}
+
+/// `limit=N` of a listing: 1..=10000, 100 when absent.
+pub(super) fn parse_limit(query: &HashMap<String, String>) -> Result<usize, ApiError> {
+    let Some(raw) = query.get("limit") else {
+        return Ok(100);
+    };
+    raw.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=10_000).contains(n))
+        .ok_or_else(|| ApiError::BadRequest(format!("limit must be 1..=10000, not {raw:?}")))
 }
 
 fn parse_name(raw: Option<&str>) -> Result<EmployeeName, ApiError> {
@@ -146,16 +157,7 @@ pub async fn dead_letters(query: String, state: HttpState) -> Response {
     answer(
         async {
             let query = parse_query(&query)?;
-            let limit = match query.get("limit") {
-                None => 100,
-                Some(raw) => raw
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=10_000).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::BadRequest(format!("limit must be 1..=10000, not {raw:?}"))
-                    })?,
-            };
+            let limit = parse_limit(&query)?;
             let read = state
                 .center
                 .engine()

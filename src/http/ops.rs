@@ -8,6 +8,7 @@ use warp::Reply;
 use warp::http::StatusCode;
 use warp::reply::{Response, json, with_status};
 
+use super::handlers::{answer, parse_limit, parse_query};
 use super::{ApiError, HttpState};
 use crate::engine::{EngineError, ListFilter, WorkflowStatus};
 use crate::telemetry::metric;
@@ -69,10 +70,6 @@ pub async fn metrics(state: HttpState) -> Response {
     response
 }
 
-fn answer(result: Result<Response, ApiError>) -> Response {
-    result.unwrap_or_else(|e| e.into_response())
-}
-
 /// Decodes a `%XX`-escaped path segment (workflow ids may hold spaces and more).
 pub fn percent_decode(segment: &str) -> Result<String, ApiError> {
     let bytes = segment.as_bytes();
@@ -113,23 +110,13 @@ fn parse_ms(query: &HashMap<String, String>, key: &str) -> Result<Option<u64>, A
 
 pub async fn list_workflows(query: String, state: HttpState) -> Response {
     answer((|| {
-        let query: HashMap<String, String> = serde_urlencoded::from_str(&query)
-            .map_err(|e| ApiError::BadRequest(format!("query string is malformed: {e}")))?;
+        let query = parse_query(&query)?;
         let status = query
             .get("status")
             .map(|s| s.parse::<WorkflowStatus>())
             .transpose()
             .map_err(ApiError::BadRequest)?;
-        let limit = match query.get("limit") {
-            None => 100,
-            Some(raw) => raw
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=10_000).contains(n))
-                .ok_or_else(|| {
-                    ApiError::BadRequest(format!("limit must be 1..=10000, not {raw:?}"))
-                })?,
-        };
+        let limit = parse_limit(&query)?;
         let filter = ListFilter {
             status,
             name: query.get("name").cloned(),
