@@ -46,6 +46,8 @@ pub struct AppOptions {
     pub supervised: bool,
     /// Extra environment variables, such as `ALERT_CENTER_CRASH_AT`.
     pub env: Vec<(String, String)>,
+    /// `KAFKA_BROKER`: a broker the test owns. None: the app's embedded broker.
+    pub kafka_broker: Option<String>,
 }
 
 impl Default for AppOptions {
@@ -54,6 +56,7 @@ impl Default for AppOptions {
             lease_secs: 30.0,
             supervised: false,
             env: Vec::new(),
+            kafka_broker: None,
         }
     }
 }
@@ -62,6 +65,14 @@ impl AppOptions {
     pub fn lease_secs(lease_secs: f64) -> AppOptions {
         AppOptions {
             lease_secs,
+            ..AppOptions::default()
+        }
+    }
+
+    /// Alone, on a broker the test owns.
+    pub fn with_broker(bootstrap: &str) -> AppOptions {
+        AppOptions {
+            kafka_broker: Some(bootstrap.to_string()),
             ..AppOptions::default()
         }
     }
@@ -148,6 +159,26 @@ impl TestApp {
     /// A client for this app: no proxy, no pooled connections, bounded timeouts.
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url())
+    }
+
+    /// The database file (open it only while the app is stopped).
+    pub fn db_path(&self) -> &std::path::Path {
+        &self.db
+    }
+
+    /// How many log lines so far contain `text`.
+    pub fn log_count(&self, text: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(text))
+            .count()
     }
 
     /// Everything the app wrote on stderr so far, in every life, without colours.
@@ -252,6 +283,9 @@ impl TestApp {
             if key_text.starts_with("ALERT_CENTER_") || key_text.starts_with("KAFKA_") {
                 cmd.env_remove(&key);
             }
+        }
+        if let Some(broker) = &self.options.kafka_broker {
+            cmd.env("KAFKA_BROKER", broker);
         }
         cmd.env("RUST_LOG", "info")
             .env("NO_COLOR", "1")

@@ -42,9 +42,10 @@ use rdkafka::producer::FutureProducer;
 use redb::ReadableTable;
 use serde_json::{Value, json};
 
+use crate::app_support::{AppOptions, TestApp, spawn_app, spawn_app_with};
 use crate::kafka_support::{
-    App, Broker, HistoryAlert, PARTITIONS, Rng, TOPIC, alert_payload, produce, producer,
-    stored_cursors,
+    Broker, HistoryAlert, PARTITIONS, Rng, TOPIC, alert_history, alert_payload, dead_letters,
+    produce, producer, stored_cursors, wait_history,
 };
 use crate::support::reopen;
 
@@ -84,8 +85,6 @@ fn has_all(history: &[HistoryAlert], ids: &[u64]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_alert_is_taken_exactly_once_across_kill_9() {
     let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("alerts.redb");
     let producer = producer(broker.bootstrap());
     let mut rng = Rng::from_env("exactly_once");
 
@@ -101,10 +100,14 @@ async fn every_alert_is_taken_exactly_once_across_kill_9() {
     });
 
     let mut down_ids: Vec<u64> = Vec::new();
+    let mut app = spawn_app_with(AppOptions::with_broker(broker.bootstrap()));
     for kill in 0..KILLS {
-        let app = App::start(&db, Some(broker.bootstrap()));
+        if kill > 0 {
+            app.restart();
+        }
         if !down_ids.is_empty() {
-            app.wait_history(
+            wait_history(
+                &app,
                 "the alerts produced while the app was down",
                 Duration::from_secs(30),
                 |h| has_all(h, &down_ids),
@@ -113,27 +116,28 @@ async fn every_alert_is_taken_exactly_once_across_kill_9() {
         }
         let delay_ms = rng.between(50, 700);
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-        let seen = app.history().await.len();
-        app.kill9();
+        let seen = alert_history(&app).await.len();
+        app.kill();
         println!("kill {kill}: SIGKILL {delay_ms} ms into the life, {seen} alerts in");
         let first = STREAMED + 1 + kill * DOWN_BATCH;
         down_ids = (first..first + DOWN_BATCH).collect();
         produce_alerts(&producer, down_ids.iter().copied()).await;
     }
 
-    let app = App::start(&db, Some(broker.bootstrap()));
-    app.wait_history(
+    app.restart();
+    wait_history(
+        &app,
         "the alerts produced while the app was down",
         Duration::from_secs(30),
         |h| has_all(h, &down_ids),
     )
     .await;
     stream.await.unwrap();
-    app.wait_history("every alert", Duration::from_secs(60), |h| {
+    wait_history(&app, "every alert", Duration::from_secs(60), |h| {
         h.len() as u64 >= TOTAL
     })
     .await;
-    let status = app.terminate();
+    let status = app.stop();
     assert!(
         status.success(),
         "SIGTERM should stop the app cleanly: {status}"
@@ -145,7 +149,7 @@ async fn every_alert_is_taken_exactly_once_across_kill_9() {
         TOTAL as i64,
         "the log itself holds each alert once"
     );
-    assert_exactly_once(&db, &end);
+    assert_exactly_once(app.db_path(), &end);
     let committed = broker.committed_offsets("alert-center");
     let expected: BTreeMap<i32, Offset> =
         end.iter().map(|(&p, &o)| (p, Offset::Offset(o))).collect();
@@ -368,8 +372,7 @@ const DEEP_EXTRA: u64 = 950;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_message_is_a_dead_letter_and_the_next_one_is_taken() {
     let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap();
-    let app = App::start(&dir.path().join("alerts.redb"), Some(broker.bootstrap()));
+    let mut app = spawn_app_with(AppOptions::with_broker(broker.bootstrap()));
     let producer = producer(broker.bootstrap());
 
     // Each bad message is followed, on its partition, by a good one.
@@ -413,11 +416,10 @@ async fn every_bad_message_is_a_dead_letter_and_the_next_one_is_taken() {
     goods.insert(REPEATED + 1, "after the repeats".to_string());
 
     let good_ids: Vec<u64> = goods.keys().copied().collect();
-    let history = app
-        .wait_history("every good message", Duration::from_secs(30), |h| {
-            has_all(h, &good_ids)
-        })
-        .await;
+    let history = wait_history(&app, "every good message", Duration::from_secs(30), |h| {
+        has_all(h, &good_ids)
+    })
+    .await;
     let taken: BTreeMap<u64, String> = history
         .iter()
         .map(|a| (a.alert_id, a.message.clone()))
@@ -428,7 +430,7 @@ async fn every_bad_message_is_a_dead_letter_and_the_next_one_is_taken() {
     );
     assert!(history.iter().all(|a| a.alert_status == 0));
 
-    let letters = app.dead_letters().await;
+    let letters = dead_letters(&app).await;
     assert_eq!(letters.len(), bads.len() + 1, "{letters:#?}");
     for letter in &letters {
         assert_eq!(letter.topic, TOPIC);
@@ -459,11 +461,11 @@ async fn every_bad_message_is_a_dead_letter_and_the_next_one_is_taken() {
     }
     let missing: Vec<_> = expected.values().map(|b| b.what).collect();
     assert!(missing.is_empty(), "not dead-lettered: {missing:?}");
-    assert!(app.terminate().success());
+    assert!(app.stop().success());
 }
 
 /// `POST /do_send` with `message` (and an `Idempotency-Key`); the status and the body.
-async fn send(app: &App, message: &str, key: Option<&str>) -> (u16, Value) {
+async fn send(app: &TestApp, message: &str, key: Option<&str>) -> (u16, Value) {
     let mut request = app
         .http()
         .post(app.url("/do_send"))
@@ -483,8 +485,7 @@ fn alert_id_of(sent: &(u16, Value)) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_get_one_alert_each_and_a_repeated_key_gets_one() {
     // The embedded broker: the default path of `cargo run`.
-    let dir = tempfile::tempdir().unwrap();
-    let app = App::start(&dir.path().join("alerts.redb"), None);
+    let mut app = spawn_app();
 
     let (a, b) = tokio::join!(
         send(&app, "first of two", None),
@@ -500,11 +501,10 @@ async fn sends_get_one_alert_each_and_a_repeated_key_gets_one() {
     assert_eq!(c, d, "one workflow for one key");
     assert_eq!(alert_id_of(&send(&app, "sent twice", key).await), id_c);
 
-    let history = app
-        .wait_history("the sent alerts", Duration::from_secs(30), |h| {
-            has_all(h, &[id_a, id_b, id_c])
-        })
-        .await;
+    let history = wait_history(&app, "the sent alerts", Duration::from_secs(30), |h| {
+        has_all(h, &[id_a, id_b, id_c])
+    })
+    .await;
     let message = |id| &history.iter().find(|a| a.alert_id == id).unwrap().message;
     assert_eq!(message(id_a), "first of two");
     assert_eq!(message(id_b), "second of two");
@@ -527,8 +527,12 @@ async fn sends_get_one_alert_each_and_a_repeated_key_gets_one() {
     let (status, body) = send(&app, "ok", Some(&"k".repeat(201))).await;
     assert_eq!(status, 400, "{body}");
     assert!(body["error"].as_str().unwrap().contains("Idempotency-Key"));
-    assert_eq!(app.history().await.len(), 3, "a refused send made an alert");
-    assert!(app.terminate().success());
+    assert_eq!(
+        alert_history(&app).await.len(),
+        3,
+        "a refused send made an alert"
+    );
+    assert!(app.stop().success());
 }
 
 const UNREACHABLE: &str = "Kafka broker unreachable";
@@ -537,15 +541,14 @@ const REACHABLE_AGAIN: &str = "Kafka broker reachable again";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_down_for_a_while_stops_nothing_and_logs_once() {
     let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap();
-    let app = App::start(&dir.path().join("alerts.redb"), Some(broker.bootstrap()));
+    let mut app = spawn_app_with(AppOptions::with_broker(broker.bootstrap()));
     let producer = producer(broker.bootstrap());
     produce(&producer, 0, Some(&alert_payload(1, "before the outage"))).await;
-    app.wait_history("the first alert", Duration::from_secs(20), |h| {
+    wait_history(&app, "the first alert", Duration::from_secs(20), |h| {
         has_all(h, &[1])
     })
     .await;
-    assert_eq!(app.log_count(UNREACHABLE), 0, "{:#?}", app.log());
+    assert_eq!(app.log_count(UNREACHABLE), 0, "{}", app.logs());
 
     for period in 1..=2u64 {
         broker.down();
@@ -554,14 +557,14 @@ async fn a_broker_down_for_a_while_stops_nothing_and_logs_once() {
             assert!(
                 std::time::Instant::now() < deadline,
                 "no line says the broker is unreachable:\n{}",
-                app.log().join("\n")
+                app.logs()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         // The page and the API keep answering.
         let healthz = app.http().get(app.url("/healthz")).send().await.unwrap();
         assert_eq!(healthz.status(), 200);
-        assert_eq!(app.history().await.len() as u64, period);
+        assert_eq!(alert_history(&app).await.len() as u64, period);
         // Several retries (backoff 100 ms doubling) happen in these seconds; none of them
         // may log another line.
         tokio::time::sleep(Duration::from_secs(4)).await;
@@ -569,7 +572,7 @@ async fn a_broker_down_for_a_while_stops_nothing_and_logs_once() {
             app.log_count(UNREACHABLE),
             period as usize,
             "one line per down period, not one per retry:\n{}",
-            app.log().join("\n")
+            app.logs()
         );
 
         broker.up();
@@ -580,7 +583,8 @@ async fn a_broker_down_for_a_while_stops_nothing_and_logs_once() {
             Some(&alert_payload(id, "after an outage")),
         )
         .await;
-        app.wait_history(
+        wait_history(
+            &app,
             "the alert produced after the outage",
             Duration::from_secs(30),
             |h| has_all(h, &[id]),
@@ -590,19 +594,18 @@ async fn a_broker_down_for_a_while_stops_nothing_and_logs_once() {
             (app.log_count(UNREACHABLE), app.log_count(REACHABLE_AGAIN)),
             (period as usize, period as usize),
             "(unreachable, reachable again) lines after {period} outages:\n{}",
-            app.log().join("\n")
+            app.logs()
         );
     }
     println!(
         "the app's log:\n{}",
-        app.log()
-            .iter()
+        app.logs()
+            .lines()
             .filter(|l| l.contains("WARN") || l.contains("Kafka"))
-            .cloned()
             .collect::<Vec<_>>()
             .join("\n")
     );
-    assert!(app.terminate().success());
+    assert!(app.stop().success());
 }
 
 /// More than the intake keeps in flight (16,384), so that it still takes messages from
@@ -612,11 +615,10 @@ const BUSY_BACKLOG: u64 = 20_000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_down_during_a_busy_intake_logs_once() {
     let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap();
     let producer = producer(broker.bootstrap());
     produce_alerts(&producer, 1..=BUSY_BACKLOG).await;
-    let app = App::start(&dir.path().join("alerts.redb"), Some(broker.bootstrap()));
-    app.wait_history("the first alerts", Duration::from_secs(30), |h| {
+    let app = spawn_app_with(AppOptions::with_broker(broker.bootstrap()));
+    wait_history(&app, "the first alerts", Duration::from_secs(30), |h| {
         !h.is_empty()
     })
     .await;
@@ -627,7 +629,7 @@ async fn a_broker_down_during_a_busy_intake_logs_once() {
         assert!(
             std::time::Instant::now() < deadline,
             "no line says the broker is unreachable:\n{}",
-            app.log().join("\n")
+            app.logs()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -640,6 +642,6 @@ async fn a_broker_down_during_a_busy_intake_logs_once() {
         lines,
         (1, 0),
         "(unreachable, reachable again) lines during one outage:\n{}",
-        app.log().join("\n")
+        app.logs()
     );
 }

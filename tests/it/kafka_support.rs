@@ -1,12 +1,8 @@
 //! Helpers for the Kafka tests: a librdkafka mock cluster that the test owns, an
-//! independent producer, and the real binary as a child process with its log.
+//! independent producer, and typed reads of the app's API (the app itself is
+//! `app_support::TestApp`).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use alert_center::kafka::DEFAULT_TOPIC;
@@ -18,11 +14,10 @@ use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::Deserialize;
 
+use crate::app_support::TestApp;
+
 pub const TOPIC: &str = DEFAULT_TOPIC;
 pub const PARTITIONS: i32 = 3;
-
-/// The longest a child may take to say it is ready.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A one-broker mock cluster with the alert topic. Not `Send`: it stays on the test's
 /// thread (the cluster itself runs on a thread of librdkafka's).
@@ -149,169 +144,42 @@ pub struct DeadLetterView {
     pub raw_bytes: usize,
 }
 
-/// The real binary, running as a child with its stderr collected line by line.
-pub struct App {
-    child: Child,
-    pub addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-    http: reqwest::Client,
+/// GET `path` of `app` as JSON; asserts a 200.
+pub async fn get_json<T: serde::de::DeserializeOwned>(app: &TestApp, path: &str) -> T {
+    let response = app.http().get(app.url(path)).send().await.unwrap();
+    assert_eq!(response.status(), 200, "GET {path}");
+    response.json().await.unwrap()
 }
 
-impl App {
-    /// Starts the app (without its supervisor) on `db`, with `broker` as `KAFKA_BROKER`
-    /// (none: the app's embedded broker), and waits until it logs that it is ready.
-    pub fn start(db: &Path, broker: Option<&str>) -> App {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_alert-center"));
-        cmd.arg("--db")
-            .arg(db)
-            .args(["--listen", "127.0.0.1:0", "--log-format", "human"])
-            // The test plays the supervisor: its SIGKILL must hit the app itself.
-            .arg("--no-supervisor")
-            // No `.env` of the developer's may change the broker.
-            .current_dir(db.parent().unwrap())
-            .env_remove("RUST_LOG")
-            .env_remove("KAFKA_BROKER")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(broker) = broker {
-            cmd.env("KAFKA_BROKER", broker);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn({
-            let log = log.clone();
-            move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    if let Some(addr) = ready_addr(&line) {
-                        let _ = ready_tx.send(addr);
-                    }
-                    log.lock().unwrap().push(line);
-                }
-            }
-        });
-        let Ok(addr) = ready_rx.recv_timeout(READY_TIMEOUT) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "alert-center did not get ready; its log:\n{}",
-                log.lock().unwrap().join("\n")
-            );
-        };
-        App {
-            child,
-            addr,
-            log,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(20))
-                .build()
-                .unwrap(),
-        }
-    }
-
-    /// Every stderr line so far.
-    pub fn log(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Stderr lines that contain `text`.
-    pub fn log_count(&self, text: &str) -> usize {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(text))
-            .count()
-    }
-
-    /// `kill -9`, and waits until the process is gone.
-    pub fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM, and waits (bounded) for a clean exit.
-    pub fn terminate(mut self) -> ExitStatus {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY: `pid` is our own child, not yet reaped.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "alert-center did not stop on SIGTERM; its log:\n{}",
-                self.log().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
-    }
-
-    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
-        let response = self.http.get(self.url(path)).send().await.unwrap();
-        assert_eq!(response.status(), 200, "GET {path}");
-        response.json().await.unwrap()
-    }
-
-    pub async fn history(&self) -> Vec<HistoryAlert> {
-        self.get_json("/alert_history").await
-    }
-
-    pub async fn dead_letters(&self) -> Vec<DeadLetterView> {
-        self.get_json("/dead_letters?limit=10000").await
-    }
-
-    /// Polls the history every 50 ms until `done` holds; panics after `timeout`.
-    pub async fn wait_history(
-        &self,
-        what: &str,
-        timeout: Duration,
-        mut done: impl FnMut(&[HistoryAlert]) -> bool,
-    ) -> Vec<HistoryAlert> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let history = self.history().await;
-            if done(&history) {
-                return history;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what} ({} alerts so far); the app's log:\n{}",
-                history.len(),
-                self.log().join("\n")
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+pub async fn alert_history(app: &TestApp) -> Vec<HistoryAlert> {
+    get_json(app, "/alert_history").await
 }
 
-impl Drop for App {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+pub async fn dead_letters(app: &TestApp) -> Vec<DeadLetterView> {
+    get_json(app, "/dead_letters?limit=10000").await
 }
 
-/// The address in the line `alert-center ready: open http://ADDR/`.
-fn ready_addr(line: &str) -> Option<SocketAddr> {
-    let rest = line.split("alert-center ready: open http://").nth(1)?;
-    rest.split('/').next()?.parse().ok()
+/// Polls the history every 50 ms until `done` holds; panics after `timeout`.
+pub async fn wait_history(
+    app: &TestApp,
+    what: &str,
+    timeout: Duration,
+    mut done: impl FnMut(&[HistoryAlert]) -> bool,
+) -> Vec<HistoryAlert> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let history = alert_history(app).await;
+        if done(&history) {
+            return history;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what} ({} alerts so far); the app's log:\n{}",
+            history.len(),
+            app.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The stored cursors of the alert topic, from the database file of a stopped app.
