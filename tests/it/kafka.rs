@@ -27,27 +27,18 @@
 //! add partitions to a topic (it has no CreatePartitions handler, and creating a topic
 //! that exists fails with TOPIC_ALREADY_EXISTS), so that case needs a real broker.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use alert_center::alerts::store::{InsertOutcome, read};
-use alert_center::engine::WorkflowStatus;
-use alert_center::engine::record::{WorkflowRecord, decode};
-use alert_center::kafka::intake::{INBOUND, InboundInput};
-use alert_center::kafka::ledger::{self, Cursor};
-use alert_center::storage::tables::WORKFLOWS;
-use futures::future::join_all;
+use alert_center::kafka::ledger;
 use rdkafka::Offset;
-use rdkafka::producer::FutureProducer;
-use redb::ReadableTable;
 use serde_json::{Value, json};
 
 use crate::app_support::{AppOptions, TestApp, spawn_app, spawn_app_with};
 use crate::kafka_support::{
-    Broker, HistoryAlert, PARTITIONS, Rng, TOPIC, alert_history, alert_payload, dead_letters,
-    produce, producer, stored_cursors, wait_history,
+    Broker, PARTITIONS, Rng, TOPIC, alert_history, alert_payload, assert_exactly_once,
+    dead_letters, has_all, produce, produce_alerts, producer, wait_history,
 };
-use crate::support::reopen;
 
 const TOTAL: u64 = 3_000;
 const KILLS: u64 = 5;
@@ -56,31 +47,6 @@ const DOWN_BATCH: u64 = 100;
 /// Alerts produced by the background stream, ids `1..=STREAMED`; the others are the
 /// down batches.
 const STREAMED: u64 = TOTAL - KILLS * DOWN_BATCH;
-
-fn message_of(id: u64) -> String {
-    format!("alert {id} of the exactly-once test")
-}
-
-fn partition_of(id: u64) -> i32 {
-    (id % PARTITIONS as u64) as i32
-}
-
-async fn produce_alerts(producer: &FutureProducer, ids: impl IntoIterator<Item = u64>) {
-    join_all(ids.into_iter().map(|id| async move {
-        produce(
-            producer,
-            partition_of(id),
-            Some(&alert_payload(id, &message_of(id))),
-        )
-        .await
-    }))
-    .await;
-}
-
-fn has_all(history: &[HistoryAlert], ids: &[u64]) -> bool {
-    let present: BTreeSet<u64> = history.iter().map(|a| a.alert_id).collect();
-    ids.iter().all(|id| present.contains(id))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_alert_is_taken_exactly_once_across_kill_9() {
@@ -149,7 +115,7 @@ async fn every_alert_is_taken_exactly_once_across_kill_9() {
         TOTAL as i64,
         "the log itself holds each alert once"
     );
-    assert_exactly_once(app.db_path(), &end);
+    assert_exactly_once(app.db_path(), &end, TOTAL);
     let committed = broker.committed_offsets("alert-center");
     let expected: BTreeMap<i32, Offset> =
         end.iter().map(|(&p, &o)| (p, Offset::Offset(o))).collect();
@@ -157,66 +123,6 @@ async fn every_alert_is_taken_exactly_once_across_kill_9() {
         committed, expected,
         "offsets committed to Kafka (for lag tools)"
     );
-}
-
-/// Exactly the alerts `1..=TOTAL`, each inserted by one inbound workflow of its own
-/// message; no dead letter; every stored cursor at the end offset.
-fn assert_exactly_once(db: &std::path::Path, end: &BTreeMap<i32, i64>) {
-    let store = reopen(db);
-    let read = store.begin_read().unwrap();
-
-    let alerts = read::history(&read).unwrap();
-    let ids: Vec<u64> = alerts.iter().map(|(id, _)| id.get()).collect();
-    assert_eq!(
-        ids,
-        (1..=TOTAL).collect::<Vec<_>>(),
-        "no loss, no duplicate"
-    );
-    for (id, alert) in &alerts {
-        assert_eq!(alert.message, message_of(id.get()));
-    }
-    assert!(ledger::dead_letters(&read, 10).unwrap().is_empty());
-
-    let expected: BTreeMap<i32, Cursor> = end
-        .iter()
-        .map(|(&p, &next_offset)| {
-            (
-                p,
-                Cursor {
-                    next_offset,
-                    epoch: 0,
-                },
-            )
-        })
-        .collect();
-    assert_eq!(
-        stored_cursors(&store),
-        expected,
-        "stored cursor = end offset"
-    );
-
-    // One inbound workflow per message, and each inserted its alert: a message taken
-    // twice would show as a second workflow or as an alert seen as a duplicate.
-    let mut offsets = BTreeSet::new();
-    for entry in read.open_table(WORKFLOWS).unwrap().iter().unwrap() {
-        let (id, record) = entry.unwrap();
-        let record: WorkflowRecord = decode(record.value()).unwrap();
-        if record.name != INBOUND.name() {
-            continue;
-        }
-        let input: InboundInput = decode(&record.input).unwrap();
-        assert_eq!(record.status, WorkflowStatus::Succeeded, "{}", id.value());
-        let outcome: InsertOutcome = decode(record.output.as_deref().unwrap()).unwrap();
-        let alert_id = input.alerts[0].id.unwrap();
-        assert_eq!(outcome.inserted, vec![alert_id], "{}", id.value());
-        assert!(outcome.duplicates.is_empty() && outcome.conflicts.is_empty());
-        assert_eq!(input.partition, partition_of(alert_id.get()));
-        assert!(
-            offsets.insert((input.partition, input.offset)),
-            "offset taken twice"
-        );
-    }
-    assert_eq!(offsets.len() as u64, TOTAL);
 }
 
 /// A bad message, and the start of the reason it must be dead-lettered with.

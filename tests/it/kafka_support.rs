@@ -1,20 +1,28 @@
 //! Helpers for the Kafka tests: a librdkafka mock cluster that the test owns, an
-//! independent producer, and typed reads of the app's API (the app itself is
-//! `app_support::TestApp`).
+//! independent producer, typed reads of the app's API (the app itself is
+//! `app_support::TestApp`), and the exactly-once check of a stopped app's database.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use alert_center::alerts::store::{InsertOutcome, read};
+use alert_center::engine::WorkflowStatus;
+use alert_center::engine::record::{WorkflowRecord, decode};
 use alert_center::kafka::DEFAULT_TOPIC;
+use alert_center::kafka::intake::{INBOUND, InboundInput};
 use alert_center::kafka::ledger::{self, Cursor};
 use alert_center::storage::Store;
+use alert_center::storage::tables::WORKFLOWS;
+use futures::future::join_all;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use redb::ReadableTable;
 use serde::Deserialize;
 
 use crate::app_support::TestApp;
+use crate::support::reopen;
 
 pub const TOPIC: &str = DEFAULT_TOPIC;
 pub const PARTITIONS: i32 = 3;
@@ -207,6 +215,10 @@ impl Rng {
         Rng(seed)
     }
 
+    pub fn seeded(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -219,4 +231,93 @@ impl Rng {
     pub fn between(&mut self, low: u64, high: u64) -> u64 {
         low + self.next_u64() % (high - low + 1)
     }
+}
+
+/// The message of alert `id` in the exactly-once tests.
+pub fn message_of(id: u64) -> String {
+    format!("alert {id}")
+}
+
+/// Alert `id` goes to partition `id % PARTITIONS`.
+pub fn partition_of(id: u64) -> i32 {
+    (id % PARTITIONS as u64) as i32
+}
+
+/// Produces alerts `ids`, each to its partition, all at once.
+pub async fn produce_alerts(producer: &FutureProducer, ids: impl IntoIterator<Item = u64>) {
+    join_all(ids.into_iter().map(|id| async move {
+        produce(
+            producer,
+            partition_of(id),
+            Some(&alert_payload(id, &message_of(id))),
+        )
+        .await
+    }))
+    .await;
+}
+
+/// Whether `history` holds every alert of `ids`.
+pub fn has_all(history: &[HistoryAlert], ids: &[u64]) -> bool {
+    let present: BTreeSet<u64> = history.iter().map(|a| a.alert_id).collect();
+    ids.iter().all(|id| present.contains(id))
+}
+
+/// Exactly the alerts `1..=total`, each inserted by one inbound workflow of its own
+/// message; no dead letter; every stored cursor at the end offset.
+pub fn assert_exactly_once(db: &std::path::Path, end: &BTreeMap<i32, i64>, total: u64) {
+    let store = reopen(db);
+    let read = store.begin_read().unwrap();
+
+    let alerts = read::history(&read).unwrap();
+    let ids: Vec<u64> = alerts.iter().map(|(id, _)| id.get()).collect();
+    assert_eq!(
+        ids,
+        (1..=total).collect::<Vec<_>>(),
+        "no loss, no duplicate"
+    );
+    for (id, alert) in &alerts {
+        assert_eq!(alert.message, message_of(id.get()));
+    }
+    assert!(ledger::dead_letters(&read, 10).unwrap().is_empty());
+
+    let expected: BTreeMap<i32, Cursor> = end
+        .iter()
+        .map(|(&p, &next_offset)| {
+            (
+                p,
+                Cursor {
+                    next_offset,
+                    epoch: 0,
+                },
+            )
+        })
+        .collect();
+    assert_eq!(
+        stored_cursors(&store),
+        expected,
+        "stored cursor = end offset"
+    );
+
+    // One inbound workflow per message, and each inserted its alert: a message taken
+    // twice would show as a second workflow or as an alert seen as a duplicate.
+    let mut offsets = BTreeSet::new();
+    for entry in read.open_table(WORKFLOWS).unwrap().iter().unwrap() {
+        let (id, record) = entry.unwrap();
+        let record: WorkflowRecord = decode(record.value()).unwrap();
+        if record.name != INBOUND.name() {
+            continue;
+        }
+        let input: InboundInput = decode(&record.input).unwrap();
+        assert_eq!(record.status, WorkflowStatus::Succeeded, "{}", id.value());
+        let outcome: InsertOutcome = decode(record.output.as_deref().unwrap()).unwrap();
+        let alert_id = input.alerts[0].id.unwrap();
+        assert_eq!(outcome.inserted, vec![alert_id], "{}", id.value());
+        assert!(outcome.duplicates.is_empty() && outcome.conflicts.is_empty());
+        assert_eq!(input.partition, partition_of(alert_id.get()));
+        assert!(
+            offsets.insert((input.partition, input.offset)),
+            "offset taken twice"
+        );
+    }
+    assert_eq!(offsets.len() as u64, total);
 }

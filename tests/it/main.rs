@@ -7,6 +7,7 @@ mod support;
 
 mod alerts_http;
 mod browser;
+mod chaos;
 mod engine;
 mod engine_crash;
 mod kafka;
