@@ -19,6 +19,10 @@ pub const KNOWN: &[&str] = &[
     "step.before_checkpoint",
     "transaction.applied",
     "sleep.recorded",
+    "intake.received",
+    "intake.durable",
+    "intake.kafka_commit",
+    "send.published",
 ];
 
 struct Armed {

@@ -9,6 +9,7 @@ use super::model::{AlertId, AlertMessage, AlertStatus, EmployeeName, NewAlert};
 use super::store::{self, Assignment, LeaseCheck};
 use super::{Change, Changes};
 use crate::engine::{Engine, WorkflowContext, WorkflowDef, WorkflowError};
+use crate::faults::crash_point;
 use crate::telemetry::metric;
 
 /// Where a sent alert goes: the Kafka producer in the app, so that it comes back
@@ -122,6 +123,13 @@ async fn send(
         status: AlertStatus::Active,
         message: input.message,
     };
-    ctx.step("publish", || publisher.publish(alert)).await?;
+    ctx.step("publish", || async move {
+        publisher.publish(alert).await?;
+        // Produced but not yet checkpointed: a replay produces the alert again, and the
+        // intake's "id already present" rule keeps it to one alert.
+        crash_point("send.published");
+        Ok::<(), String>(())
+    })
+    .await?;
     Ok(id)
 }

@@ -34,6 +34,7 @@ use crate::alerts::model::NewAlert;
 use crate::alerts::store::{self, AlertError, InsertOutcome};
 use crate::alerts::{Change, Changes};
 use crate::engine::{Engine, EngineError, Started, WorkflowDef, WorkflowError};
+use crate::faults::crash_point;
 use crate::telemetry::metric;
 
 /// Most messages queued to the writer and not yet durable.
@@ -325,6 +326,8 @@ impl Intake {
             tokio::select! {
                 _ = stop.changed() => break,
                 Some((partition, cursor, result)) = in_flight.next() => {
+                    // Durable in redb, not yet counted nor committed to Kafka.
+                    crash_point("intake.durable");
                     match self.account(result) {
                         Ok(c) => changed |= c,
                         Err(e) => { failure = Some(e); break; }
@@ -338,6 +341,8 @@ impl Intake {
                         Ok(message) => message,
                         Err(e) => { failure = Some(format!("Kafka consumer error: {e}")); break; }
                     };
+                    // Taken from Kafka, nothing written yet.
+                    crash_point("intake.received");
                     let Some(track) = tracks.get_mut(&message.partition()) else {
                         failure = Some(format!("message from unassigned partition {}", message.partition()));
                         break;
@@ -517,6 +522,8 @@ impl Intake {
         } else {
             CommitMode::Async
         };
+        // Durable in redb, not yet committed to Kafka (which is only for lag tools).
+        crash_point("intake.kafka_commit");
         if let Err(e) = consumer.commit(&tpl, mode) {
             tracing::debug!(error = %e, "offset commit to Kafka failed; it is retried with the next one");
         }

@@ -156,6 +156,11 @@ impl TestApp {
         self.addr
     }
 
+    /// The options of the next (re)start, to change, say, the crash point armed.
+    pub fn options_mut(&mut self) -> &mut AppOptions {
+        &mut self.options
+    }
+
     /// A client for this app: no proxy, no pooled connections, bounded timeouts.
     pub fn http(&self) -> &reqwest::Client {
         &self.http

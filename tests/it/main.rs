@@ -11,6 +11,7 @@ mod chaos;
 mod engine;
 mod engine_crash;
 mod kafka;
+mod kafka_crash;
 mod ops;
 
 mod startup;
