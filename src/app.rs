@@ -15,10 +15,12 @@ use crate::kafka::health::BrokerHealth;
 use crate::kafka::intake::Intake;
 use crate::kafka::producer::KafkaPublisher;
 use crate::storage::Store;
+use crate::supervisor::EXIT_STORAGE_FAILED;
 use crate::telemetry::metric;
 
-/// Opens the database, recovers pending workflows and serves until a shutdown signal.
-pub fn run(config: Config) -> anyhow::Result<()> {
+/// Opens the database, recovers pending workflows and serves until a shutdown signal
+/// (exit code 0) or until the disk refuses a write ([`EXIT_STORAGE_FAILED`]).
+pub fn run(config: Config) -> anyhow::Result<i32> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -29,11 +31,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     result
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config) -> anyhow::Result<i32> {
     // Listen for stop signals before anything else: a SIGTERM that arrives during
     // start-up (even before "ready" is logged) must still mean a clean stop.
     let mut signals = StopSignals::new()?;
-    let store = Store::open(&config.db)?;
+    let store = Store::open_with(&config.db, &crate::faults::storage_options())?;
     let engine = Engine::new(
         store,
         Arc::new(SystemClock),
@@ -124,8 +126,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
     }));
 
-    signals.recv().await;
-    tracing::info!("shutting down: finishing the commits in flight (Ctrl-C again to quit at once)");
+    let exit_code = tokio::select! {
+        () = signals.recv() => {
+            tracing::info!("shutting down: finishing the commits in flight (Ctrl-C again to quit at once)");
+            0
+        }
+        failure = engine.storage_failed() => {
+            // redb refuses every write after a failed commit until the file is opened
+            // again: stop, and let the supervisor start a fresh process on it.
+            tracing::error!(error = %failure, "the database can no longer be written; stopping so that a restart reopens it");
+            EXIT_STORAGE_FAILED
+        }
+    };
     tokio::spawn(async move {
         signals.recv().await;
         std::process::exit(130);
@@ -136,8 +148,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     engine.shutdown().await;
     drop(embedded);
-    tracing::info!("stopped");
-    Ok(())
+    tracing::info!(exit_code, "stopped");
+    Ok(exit_code)
 }
 
 /// SIGTERM and SIGINT (Ctrl-C), listened to from the start of the process.

@@ -1,4 +1,5 @@
-//! Named crash points, for crash tests that kill the real process at exact places.
+//! Injected faults for tests of the real binary: named crash points that kill the
+//! process at exact places, and a disk that is full while a switch file exists.
 //!
 //! `ALERT_CENTER_CRASH_AT=name` kills the process with SIGKILL the first time the code
 //! reaches `crash_point("name")`; `name:N` does it on the N-th time. Nothing else changes
@@ -11,6 +12,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The environment variable that arms one crash point.
 pub const CRASH_AT_ENV: &str = "ALERT_CENTER_CRASH_AT";
+
+/// `ALERT_CENTER_DISK_FULL_WHILE=PATH`: the database file behaves like a full disk
+/// (every write fails with `ENOSPC`) while the file `PATH` exists.
+pub const DISK_FULL_WHILE_ENV: &str = "ALERT_CENTER_DISK_FULL_WHILE";
+
+/// How to open the database: with the full-disk switch when the test asked for it.
+pub fn storage_options() -> crate::storage::OpenOptions {
+    crate::storage::OpenOptions {
+        disk_full_while: std::env::var_os(DISK_FULL_WHILE_ENV).map(Into::into),
+    }
+}
 
 /// Every crash point in the code, so that a misspelled one is refused, not ignored.
 pub const KNOWN: &[&str] = &[

@@ -13,7 +13,8 @@
 //! - [`http`]: warp routes compatible with the original app, live updates (SSE),
 //!   the embedded page, `ApiError` to status codes; `/healthz`, `/readyz`,
 //!   `/metrics` and the workflow API (DBOS admin paths) for operators.
-//! - [`faults`]: named crash points that kill the process, for crash tests.
+//! - [`faults`]: injected faults for tests of the real binary: named crash points
+//!   that kill the process, and a full disk (a failing redb backend in `storage`).
 //! - [`config`]: flags and environment variables; [`telemetry`]: logging setup and
 //!   every Prometheus metric name.
 //! - [`supervisor`]: the default process: holds the embedded broker and the listening
@@ -32,6 +33,8 @@
 //! - **Time is read only through a `Clock`**; records hold wall-clock milliseconds.
 //! - **Recovery reads only the pending index**: its cost grows with pending work, never
 //!   with history.
+//! - **A commit the disk refuses stops the process** (exit code 75): redb refuses every
+//!   later write until the file is reopened, and the supervisor restarts the app.
 
 pub mod alerts;
 pub mod app;

@@ -4,7 +4,8 @@
 
 use std::process::ExitCode;
 
-use alert_center::supervisor::EXIT_CANNOT_START;
+use alert_center::storage::StorageError;
+use alert_center::supervisor::{EXIT_CANNOT_START, EXIT_STORAGE_FAILED};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -14,7 +15,7 @@ fn main() -> ExitCode {
     let config = alert_center::config::Config::parse();
     alert_center::telemetry::init(config.log_format);
     let result = if config.no_supervisor {
-        alert_center::app::run(config).map(|()| 0)
+        alert_center::app::run(config)
     } else {
         alert_center::supervisor::run(config)
     };
@@ -23,7 +24,15 @@ fn main() -> ExitCode {
         Err(e) => {
             // One clear line, never a trace: the operator reads this at startup.
             eprintln!("alert-center: {e:#}");
-            ExitCode::from(EXIT_CANNOT_START as u8)
+            let temporary = e
+                .downcast_ref::<StorageError>()
+                .is_some_and(StorageError::is_temporary);
+            let code = if temporary {
+                EXIT_STORAGE_FAILED
+            } else {
+                EXIT_CANNOT_START
+            };
+            ExitCode::from(code as u8)
         }
     }
 }

@@ -24,6 +24,11 @@ use crate::kafka::embedded::EmbeddedBroker;
 /// restarting would fail the same way, so the supervisor gives up and passes it on.
 pub const EXIT_CANNOT_START: i32 = 78;
 
+/// Exit code of an app whose disk refused a write (full, say), or that cannot open its
+/// file for that reason: it stops so that a restart reopens the file, and the
+/// supervisor restarts it with backoff until the disk has room again.
+pub const EXIT_STORAGE_FAILED: i32 = 75;
+
 /// Set in the child's environment when its broker is the supervisor's embedded one.
 pub const EMBEDDED_BROKER_ENV: &str = "ALERT_CENTER_EMBEDDED_BROKER";
 

@@ -180,6 +180,13 @@ impl Engine {
         &self.shared.clock
     }
 
+    /// Resolves with the first commit the disk refused (full, failing). redb then
+    /// refuses every later write until the file is opened again, so the process
+    /// should stop and be restarted; until then writes fail with a storage error.
+    pub async fn storage_failed(&self) -> String {
+        self.shared.writer.failed().await
+    }
+
     pub fn writer(&self) -> &Writer {
         &self.shared.writer
     }

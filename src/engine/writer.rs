@@ -18,7 +18,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use redb::WriteTransaction;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use super::EngineError;
 use crate::faults::crash_point;
@@ -97,6 +97,9 @@ pub struct WriterStats {
 pub struct Writer {
     tx: mpsc::Sender<Box<dyn BatchItem>>,
     stats: Arc<WriterStats>,
+    /// The first I/O failure of a commit (a full disk, say). redb refuses every later
+    /// write until the file is opened again, so the writer is of no more use after it.
+    failure: watch::Receiver<Option<String>>,
 }
 
 impl Writer {
@@ -104,11 +107,21 @@ impl Writer {
         let (tx, rx) = mpsc::channel::<Box<dyn BatchItem>>();
         let stats = Arc::new(WriterStats::default());
         let thread_stats = stats.clone();
+        let (failed, failure) = watch::channel(None);
         std::thread::Builder::new()
             .name("redb-writer".into())
-            .spawn(move || run(store, rx, batch_size_max.max(1), &thread_stats))
+            .spawn(move || run(store, rx, batch_size_max.max(1), &thread_stats, &failed))
             .expect("cannot spawn the database writer thread");
-        Writer { tx, stats }
+        Writer { tx, stats, failure }
+    }
+
+    /// Resolves with the first I/O failure of a commit; never, if there is none.
+    pub async fn failed(&self) -> String {
+        let mut failure = self.failure.clone();
+        match failure.wait_for(Option::is_some).await {
+            Ok(failed) => failed.clone().unwrap_or_default(),
+            Err(_) => std::future::pending().await,
+        }
     }
 
     pub fn stats(&self) -> &WriterStats {
@@ -145,6 +158,7 @@ fn run(
     rx: mpsc::Receiver<Box<dyn BatchItem>>,
     batch_size_max: usize,
     stats: &WriterStats,
+    failed: &watch::Sender<Option<String>>,
 ) {
     let mut last_len = 0;
     while let Ok(first) = rx.recv() {
@@ -168,17 +182,29 @@ fn run(
             }
         }
         last_len = batch.len();
-        commit_batch(&store, batch, stats);
+        if let Err(e) = commit_batch(&store, batch, stats) {
+            failed.send_if_modified(|failure| {
+                let first = failure.is_none();
+                failure.get_or_insert_with(|| e.to_string());
+                first
+            });
+        }
     }
 }
 
-fn commit_batch(store: &Store, mut batch: Vec<Box<dyn BatchItem>>, stats: &WriterStats) {
+/// Commits `batch` and answers its items. Returns the error of a commit the disk
+/// refused (every item is answered with it too).
+fn commit_batch(
+    store: &Store,
+    mut batch: Vec<Box<dyn BatchItem>>,
+    stats: &WriterStats,
+) -> Result<(), EngineError> {
     let started = Instant::now();
     let mut fallback = vec![false; batch.len()];
     loop {
         let txn = match begin(store) {
             Ok(txn) => txn,
-            Err(e) => return fail_all(batch, &e),
+            Err(e) => return fail_all(batch, e),
         };
         match apply_all(&txn, &mut batch, &fallback) {
             Ok(()) => {}
@@ -199,7 +225,7 @@ fn commit_batch(store: &Store, mut batch: Vec<Box<dyn BatchItem>>, stats: &Write
                 batch.remove(index).finish(Err(error));
                 fallback.remove(index);
                 if batch.is_empty() {
-                    return;
+                    return Ok(());
                 }
                 continue;
             }
@@ -214,11 +240,13 @@ fn commit_batch(store: &Store, mut batch: Vec<Box<dyn BatchItem>>, stats: &Write
         stats
             .commit_micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        match committed {
-            Ok(()) => batch.into_iter().for_each(|item| item.finish(Ok(()))),
-            Err(e) => fail_all(batch, &EngineError::from(StorageError::from(e))),
-        }
-        return;
+        return match committed {
+            Ok(()) => {
+                batch.into_iter().for_each(|item| item.finish(Ok(())));
+                Ok(())
+            }
+            Err(e) => fail_all(batch, EngineError::from(StorageError::from(e))),
+        };
     }
 }
 
@@ -253,8 +281,13 @@ fn apply_all(
     Ok(())
 }
 
-fn fail_all(batch: Vec<Box<dyn BatchItem>>, error: &EngineError) {
+/// Answers every item with `error`; returns it if the disk refused the write.
+fn fail_all(batch: Vec<Box<dyn BatchItem>>, error: EngineError) -> Result<(), EngineError> {
     for item in batch {
         item.finish(Err(error.clone()));
+    }
+    match error {
+        EngineError::Storage { io: true, .. } => Err(error),
+        _ => Ok(()),
     }
 }

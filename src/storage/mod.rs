@@ -4,7 +4,13 @@
 //! uses two-phase commit, so reopening after `kill -9` does not walk the whole file.
 //! Opening refuses, with one clear error, a file from a newer build, a corrupt file and
 //! a file that another process holds open.
+//!
+//! A disk that refuses writes (full, say) fails the commit it happens in, and redb then
+//! refuses every later write until the file is opened again: [`StorageError::is_io`]
+//! tells callers so, and [`StorageError::is_temporary`] tells start-up that trying again
+//! later may work.
 
+mod disk_full;
 pub mod schema;
 pub mod tables;
 
@@ -24,10 +30,12 @@ pub enum StorageError {
     NewerVersion { found: u64, supported: u64 },
     #[error("database file {path} is not a usable redb file: {reason}")]
     Corrupt { path: PathBuf, reason: String },
-    #[error("cannot open database file {path}: {source}")]
+    /// The file cannot be reached or created (no directory, no permission, no space).
+    /// Not a `#[source]`: the message already says it, and says it once.
+    #[error("cannot open database file {path}: {error}")]
     Open {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("storage error: {0}")]
     Redb(#[from] redb::Error),
@@ -59,6 +67,31 @@ impl StorageError {
             StorageError::Redb(redb::Error::Io(_)) | StorageError::Redb(redb::Error::PreviousIo)
         )
     }
+
+    /// True when the disk is out of space or quota: opening again later may succeed,
+    /// unlike with a corrupt file or a missing permission.
+    pub fn is_temporary(&self) -> bool {
+        let out_of_space = |e: &std::io::Error| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            )
+        };
+        match self {
+            StorageError::Open { error, .. } => out_of_space(error),
+            StorageError::Redb(redb::Error::Io(e)) => out_of_space(e),
+            StorageError::Redb(redb::Error::PreviousIo) => true,
+            _ => false,
+        }
+    }
+}
+
+/// How to open the file. The default is the normal way; the rest injects faults for
+/// tests.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Behave as a full disk (every write fails with `ENOSPC`) while this file exists.
+    pub disk_full_while: Option<PathBuf>,
 }
 
 /// A cheap, clonable handle on the open database.
@@ -71,8 +104,13 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database file and brings its schema to the current version.
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StorageError> {
+        Store::open_with(path, &OpenOptions::default())
+    }
+
+    /// [`Store::open`], with faults injected as `options` say.
+    pub fn open_with(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Store, StorageError> {
         let path = path.as_ref().to_path_buf();
-        let db = open_database(&path)?;
+        let db = open_database(&path, options)?;
         schema::migrate(&db).map_err(|e| corrupt_if_redb(&path, e))?;
         Ok(Store {
             db: Arc::new(db),
@@ -95,26 +133,37 @@ impl Store {
 
 /// Opens the file, turning every way it can fail (including a panic inside redb on a
 /// damaged file) into a [`StorageError`] with one clear line.
-fn open_database(path: &Path) -> Result<Database, StorageError> {
+fn open_database(path: &Path, options: &OpenOptions) -> Result<Database, StorageError> {
+    let cannot_open = |error| StorageError::Open {
+        path: path.to_path_buf(),
+        error,
+    };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| StorageError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        std::fs::create_dir_all(parent).map_err(cannot_open)?;
     }
-    let opened = quietly_catch_unwind(|| Database::builder().create(path));
+    let opened = match &options.disk_full_while {
+        None => quietly_catch_unwind(|| Database::builder().create(path)),
+        Some(switch) => {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(cannot_open)?;
+            let backend = disk_full::DiskFullWhile::new(file, switch.clone());
+            quietly_catch_unwind(|| Database::builder().create_with_backend(backend))
+        }
+    };
     match opened {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(StorageError::AlreadyOpen {
             path: path.to_path_buf(),
         }),
-        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(source))))
-            if !is_damage(&source) =>
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(error))))
+            if !is_damage(&error) =>
         {
-            Err(StorageError::Open {
-                path: path.to_path_buf(),
-                source,
-            })
+            Err(cannot_open(error))
         }
         Ok(Err(e)) => Err(StorageError::Corrupt {
             path: path.to_path_buf(),
@@ -180,6 +229,8 @@ fn quietly_catch_unwind<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 
 #[cfg(test)]
 mod tests {
+    use redb::ReadableTable;
+
     use super::*;
 
     #[test]
@@ -227,6 +278,41 @@ mod tests {
         let _store = Store::open(&path).unwrap();
         let err = Store::open(&path).err().unwrap();
         assert!(matches!(err, StorageError::AlreadyOpen { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_full_disk_fails_the_commit_and_keeps_what_was_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.redb");
+        let switch = dir.path().join("full");
+        let options = OpenOptions {
+            disk_full_while: Some(switch.clone()),
+        };
+        let write = |store: &Store, value: u64| -> Result<(), StorageError> {
+            let txn = store.db().begin_write()?;
+            txn.open_table(tables::COUNTERS)?.insert("n", value)?;
+            Ok(txn.commit()?)
+        };
+        let store = Store::open_with(&path, &options).unwrap();
+        write(&store, 1).unwrap();
+
+        std::fs::write(&switch, b"").unwrap();
+        let refused = write(&store, 2).unwrap_err();
+        assert!(refused.is_io() && refused.is_temporary(), "{refused}");
+        let after = write(&store, 3).unwrap_err();
+        assert!(after.is_io(), "redb refuses writes until reopened: {after}");
+        drop(store);
+        let reopen = Store::open_with(&path, &options).err().unwrap();
+        assert!(reopen.is_temporary(), "{reopen}");
+        assert!(!reopen.to_string().contains('\n'));
+
+        std::fs::remove_file(&switch).unwrap();
+        let store = Store::open_with(&path, &options).unwrap();
+        let read = store.begin_read().unwrap();
+        let counters = read.open_table(tables::COUNTERS).unwrap();
+        assert_eq!(counters.get("n").unwrap().map(|v| v.value()), Some(1));
+        drop((counters, read));
+        write(&store, 4).unwrap();
     }
 
     #[test]

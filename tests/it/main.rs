@@ -8,6 +8,7 @@ mod support;
 mod alerts_http;
 mod browser;
 mod chaos;
+mod disk_faults;
 mod engine;
 mod engine_crash;
 mod kafka;
