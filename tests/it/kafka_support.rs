@@ -58,39 +58,46 @@ impl Broker {
 
     /// The end offset (high watermark) of every partition.
     pub fn end_offsets(&self) -> BTreeMap<i32, i64> {
-        let consumer: BaseConsumer = client(&self.bootstrap)
-            .set("group.id", "end-offsets")
-            .create()
-            .unwrap();
-        (0..PARTITIONS)
-            .map(|p| {
-                let (_, high) = consumer
-                    .fetch_watermarks(TOPIC, p, Duration::from_secs(10))
-                    .unwrap();
-                (p, high)
-            })
-            .collect()
+        end_offsets(&self.bootstrap)
     }
 
     /// The offsets committed to Kafka under `group` (for lag tools), by partition.
     pub fn committed_offsets(&self, group: &str) -> BTreeMap<i32, Offset> {
-        let consumer: BaseConsumer = client(&self.bootstrap)
-            .set("group.id", group)
-            .create()
-            .unwrap();
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..PARTITIONS {
-            tpl.add_partition(TOPIC, p);
-        }
-        let committed = consumer
-            .committed_offsets(tpl, Duration::from_secs(10))
-            .unwrap();
-        committed
-            .elements()
-            .iter()
-            .map(|e| (e.partition(), e.offset()))
-            .collect()
+        committed_offsets(&self.bootstrap, group)
     }
+}
+
+/// The end offset (high watermark) of every partition of the alert topic.
+pub fn end_offsets(bootstrap: &str) -> BTreeMap<i32, i64> {
+    let consumer: BaseConsumer = client(bootstrap)
+        .set("group.id", "end-offsets")
+        .create()
+        .unwrap();
+    (0..PARTITIONS)
+        .map(|p| {
+            let (_, high) = consumer
+                .fetch_watermarks(TOPIC, p, Duration::from_secs(10))
+                .unwrap();
+            (p, high)
+        })
+        .collect()
+}
+
+/// The offsets committed to Kafka under `group` (for lag tools), by partition.
+pub fn committed_offsets(bootstrap: &str, group: &str) -> BTreeMap<i32, Offset> {
+    let consumer: BaseConsumer = client(bootstrap).set("group.id", group).create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition(TOPIC, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    committed
+        .elements()
+        .iter()
+        .map(|e| (e.partition(), e.offset()))
+        .collect()
 }
 
 fn client(bootstrap: &str) -> ClientConfig {

@@ -4,6 +4,7 @@
 mod app_support;
 mod kafka_support;
 mod support;
+mod tansu_support;
 
 mod alerts_http;
 mod browser;
@@ -13,6 +14,7 @@ mod engine;
 mod engine_crash;
 mod kafka;
 mod kafka_crash;
+mod kafka_tansu;
 mod ops;
 
 mod startup;
