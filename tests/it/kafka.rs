@@ -95,7 +95,7 @@ pub async fn exactly_once_across_kills(
         if kill == 1
             && let Some(restart) = restart_broker.as_mut()
         {
-            tokio::task::block_in_place(|| restart());
+            tokio::task::block_in_place(restart);
             println!("{test}: broker restarted while the app consumes");
         }
         let delay_ms = rng.between(50, 700);
@@ -106,7 +106,7 @@ pub async fn exactly_once_across_kills(
         if kill == 3
             && let Some(restart) = restart_broker.as_mut()
         {
-            tokio::task::block_in_place(|| restart());
+            tokio::task::block_in_place(restart);
             println!("{test}: broker restarted while the app is down");
         }
         let first = STREAMED + 1 + kill * DOWN_BATCH;
