@@ -118,6 +118,16 @@ impl Api {
         if let Some((content_type, bytes)) = body {
             request = request.header("content-type", content_type).body(bytes);
         }
+        Self::answer(what, request).await
+    }
+
+    /// POSTs `bytes` with no content type at all.
+    async fn post_untyped(&self, path: &str, bytes: Vec<u8>) -> Answer {
+        let request = self.http.post(format!("{}{path}", self.base)).body(bytes);
+        Self::answer(format!("POST {path} (no content type)"), request).await
+    }
+
+    async fn answer(what: String, request: reqwest::RequestBuilder) -> Answer {
         let response = request
             .send()
             .await
@@ -283,4 +293,5 @@ mod concurrency;
 mod errors;
 mod leases;
 mod process;
+mod properties;
 mod routes;
