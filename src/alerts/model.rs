@@ -106,7 +106,9 @@ impl std::fmt::Display for EmployeeName {
     }
 }
 
-/// An alert message: 1..=[`MESSAGE_CHARS_MAX`] characters after trimming.
+/// An alert message: 1..=[`MESSAGE_CHARS_MAX`] characters after trimming, with no
+/// control character but tabs and line breaks (a NUL or a terminal escape sequence in
+/// an alert is hostile input, not text to show an employee or write to a log).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct AlertMessage(String);
@@ -121,6 +123,15 @@ impl AlertMessage {
         if chars > MESSAGE_CHARS_MAX {
             return Err(format!(
                 "message is {chars} characters long; at most {MESSAGE_CHARS_MAX} are allowed"
+            ));
+        }
+        if let Some(bad) = message
+            .chars()
+            .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+        {
+            return Err(format!(
+                "message contains the control character U+{:04X}; only text, tabs and line breaks are allowed",
+                bad as u32
             ));
         }
         Ok(AlertMessage(message.to_string()))
@@ -202,5 +213,23 @@ mod tests {
         assert!(AlertId::new(0).is_err());
         assert!(AlertId::new(ALERT_ID_MAX).is_ok());
         assert!(AlertId::new(ALERT_ID_MAX + 1).is_err());
+    }
+
+    #[test]
+    fn messages_keep_tabs_and_line_breaks_but_no_other_control_character() {
+        assert!(AlertMessage::parse("disk full\n\tat /var\r\n").is_ok());
+        for hostile in [
+            "a\u{0}b",
+            "\u{1b}[2Jcleared",
+            "bell\u{7}",
+            "del\u{7f}",
+            "c1\u{85}next line",
+        ] {
+            let reason = AlertMessage::parse(hostile).unwrap_err();
+            assert!(
+                reason.contains("control character U+"),
+                "{hostile:?}: {reason}"
+            );
+        }
     }
 }

@@ -232,6 +232,21 @@ fn bad_messages() -> Vec<Bad> {
             &alert(r#""alert_id":null,"message":null"#),
             "message is not an alert payload: invalid type: null, expected a string",
         ),
+        bad(
+            "a raw control character inside a string",
+            b"{\"alerts\":[{\"message\":\"a\x01b\"}]}",
+            "message is not an alert payload: control character",
+        ),
+        bad(
+            "an escaped NUL",
+            &alert(r#""message":"a\u0000b""#),
+            "alert 0: message contains the control character U+0000",
+        ),
+        bad(
+            "a terminal escape sequence",
+            &alert(r#""message":"\u001b[2Jall clear""#),
+            "alert 0: message contains the control character U+001B",
+        ),
         bad("an empty value", b"", "message is empty"),
         Bad {
             what: "a tombstone",

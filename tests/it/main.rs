@@ -14,6 +14,7 @@ mod engine;
 mod engine_crash;
 mod kafka;
 mod kafka_crash;
+mod kafka_fuzz;
 mod kafka_tansu;
 mod ops;
 

@@ -252,6 +252,8 @@ async fn send_checks_the_message() {
         (json!({"message": ""}), "message is empty"),
         (json!({"message": " \n\t "}), "message is empty"),
         (json!({"message": "m".repeat(1001)}), "1001 characters"),
+        (json!({"message": "a\u{0}b"}), "control character U+0000"),
+        (json!({"message": "\u{1b}[2J"}), "control character U+001B"),
         (json!({"message": 5}), "expected JSON"),
         (json!({"text": "hi"}), "missing field `message`"),
     ];
