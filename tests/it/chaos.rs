@@ -13,7 +13,7 @@
 //! ends.
 //!
 //! The randomness (kill moments, employees' choices) is seeded; the seed is printed and
-//! `KAFKA_TEST_SEED=N` replays the same choices (thread timing still varies).
+//! `TEST_SEED=N` replays the same choices (thread timing still varies).
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,10 +27,9 @@ use serde_json::{Value, json};
 
 use crate::app_support::{AppOptions, TestApp, spawn_app_with};
 use crate::kafka_support::{
-    Broker, Rng, alert_history, assert_exactly_once, has_all, produce_alerts, producer,
-    wait_history,
+    Broker, alert_history, assert_exactly_once, has_all, produce_alerts, producer, wait_history,
 };
-use crate::support::reopen;
+use crate::support::{Rng, reopen};
 
 /// Alerts produced in all.
 const ALERTS: u64 = 10_000;

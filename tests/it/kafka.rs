@@ -36,10 +36,11 @@ use serde_json::{Value, json};
 
 use crate::app_support::{AppOptions, TestApp, spawn_app, spawn_app_with};
 use crate::kafka_support::{
-    Broker, PARTITIONS, Rng, TOPIC, alert_history, alert_payload, assert_exactly_once,
+    Broker, PARTITIONS, TOPIC, alert_history, alert_payload, assert_exactly_once,
     committed_offsets, dead_letters, end_offsets, has_all, produce, produce_alerts, producer,
     wait_history,
 };
+use crate::support::Rng;
 
 const TOTAL: u64 = 3_000;
 const KILLS: u64 = 5;

@@ -15,10 +15,10 @@ use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
 use crate::app_support::{AppOptions, spawn_app_with};
 use crate::kafka_support::{
-    Broker, PARTITIONS, Rng, alert_payload, dead_letters, has_all, produce, producer,
-    stored_cursors, wait_history,
+    Broker, PARTITIONS, alert_payload, dead_letters, has_all, produce, producer, stored_cursors,
+    wait_history,
 };
-use crate::support::reopen;
+use crate::support::{Rng, reopen};
 
 /// Random messages produced.
 const MESSAGES: usize = 400;

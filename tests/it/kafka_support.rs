@@ -203,43 +203,6 @@ pub fn stored_cursors(store: &Store) -> BTreeMap<i32, Cursor> {
     ledger::cursors(&read, TOPIC).unwrap().into_iter().collect()
 }
 
-/// A small seeded generator (splitmix64), so that a failing run can be replayed.
-pub struct Rng(u64);
-
-impl Rng {
-    /// Seeded from `KAFKA_TEST_SEED` if set, else from the clock; prints the seed.
-    pub fn from_env(test: &str) -> Rng {
-        let seed = std::env::var("KAFKA_TEST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-            });
-        println!("{test}: seed {seed} (replay with KAFKA_TEST_SEED={seed})");
-        Rng(seed)
-    }
-
-    pub fn seeded(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `low..=high` (close enough for test timings).
-    pub fn between(&mut self, low: u64, high: u64) -> u64 {
-        low + self.next_u64() % (high - low + 1)
-    }
-}
-
 /// The message of alert `id` in the exactly-once tests.
 pub fn message_of(id: u64) -> String {
     format!("alert {id}")

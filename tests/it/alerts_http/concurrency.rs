@@ -176,3 +176,108 @@ async fn employees_racing_for_alerts_each_get_at_most_one_distinct_alert() {
     );
     stop_and_check(&mut app);
 }
+
+/// One employee's move in a wave of `random_interleavings_...`.
+#[derive(Debug, Clone, Copy)]
+enum Move {
+    Ask,
+    MoreTime,
+    Fix,
+    LogOut,
+}
+
+/// Sixteen employees against a handful of alerts, for 40 waves: in each wave every
+/// employee makes a random move (ask, more time, fix, log out), all at once. After
+/// every wave the invariants hold as the API shows them, every fix acknowledged is
+/// resolved, and nothing resolved is ever assigned again; every ten waves the app is
+/// stopped and the full check runs on the file. Seeded (`TEST_SEED` replays).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_interleavings_keep_every_invariant_after_each_wave() {
+    let mut app = spawn_app();
+    let api = Api::of(&app);
+    let staff = names("racer", 0..16);
+    let mut rng = crate::support::Rng::from_env("races");
+    // Each alert fixed, and who fixed it (a resolved alert keeps its fixer's name).
+    let mut resolved: BTreeMap<u64, String> = BTreeMap::new();
+    let mut answered = BTreeMap::<&str, usize>::new();
+    for wave in 0..40 {
+        if wave % 4 == 0 {
+            let labels: Vec<String> = (0..3).map(|i| format!("wave {wave} alert {i}")).collect();
+            api.send_all(&labels.iter().map(String::as_str).collect::<Vec<_>>())
+                .await;
+        }
+        let moves: Vec<(String, Move)> = staff
+            .iter()
+            .map(|name| {
+                let pick = match rng.between(0, 9) {
+                    0..=3 => Move::Ask,
+                    4..=5 => Move::MoreTime,
+                    6..=7 => Move::Fix,
+                    _ => Move::LogOut,
+                };
+                (name.clone(), pick)
+            })
+            .collect();
+        let barrier = Arc::new(tokio::sync::Barrier::new(moves.len()));
+        let tasks: Vec<_> = moves
+            .into_iter()
+            .map(|(name, pick)| {
+                let (api, barrier) = (api.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    let body = json!({ "name": name });
+                    let answer = match pick {
+                        Move::Ask => api.get(&assignment_path(&name, false)).await,
+                        Move::MoreTime => api.post("/respond/more_time", &body).await,
+                        Move::Fix => api.post("/respond/fixed", &body).await,
+                        Move::LogOut => api.post("/respond/cancel", &body).await,
+                    };
+                    (name, pick, answer)
+                })
+            })
+            .collect();
+        let mut fixed_now = BTreeMap::new();
+        for task in tasks {
+            let (name, pick, answer) = task.await.expect("a racing request failed");
+            let outcome = match (pick, answer.status) {
+                (Move::Ask, StatusCode::OK) => "asked",
+                (Move::MoreTime, StatusCode::OK) => "more time",
+                (Move::Fix, StatusCode::OK) => {
+                    fixed_now.insert(answer.json()["alert_id"].as_u64().unwrap(), name);
+                    "fixed"
+                }
+                (Move::LogOut, StatusCode::OK) => "logged out",
+                (Move::MoreTime | Move::Fix | Move::LogOut, StatusCode::CONFLICT) => {
+                    answer.error();
+                    "had nothing"
+                }
+                _ => panic!("{}: {} {}", answer.what, answer.status, answer.body),
+            };
+            *answered.entry(outcome).or_default() += 1;
+        }
+
+        let holders = check_over_http(&api).await;
+        let history = api.history().await;
+        resolved.extend(fixed_now);
+        for (id, fixer) in &resolved {
+            assert_eq!(
+                state_of(&history, *id),
+                (RESOLVED, Some(fixer.clone())),
+                "wave {wave}: alert {id} was fixed"
+            );
+        }
+        assert!(
+            holders.values().all(|id| !resolved.contains_key(id)),
+            "wave {wave}: a resolved alert is held: {holders:?}"
+        );
+        if wave % 10 == 9 {
+            checkpoint(&mut app);
+        }
+    }
+    println!("races: 40 waves of 16 moves: {answered:?}");
+    assert!(
+        answered.get("fixed").copied().unwrap_or(0) >= 10,
+        "{answered:?}"
+    );
+    stop_and_check(&mut app);
+}
