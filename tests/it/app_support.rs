@@ -107,6 +107,27 @@ pub fn spawn_app() -> TestApp {
 
 /// Starts the app with `options` and waits until it serves.
 pub fn spawn_app_with(options: AppOptions) -> TestApp {
+    let mut app = new_app(options);
+    app.start();
+    app
+}
+
+/// A start that never served: how the process exited, and what it logged.
+#[derive(Debug)]
+pub struct Refused {
+    pub status: ExitStatus,
+    pub log: String,
+}
+
+/// Starts the app alone on a copy of the database file `db`, as `spawn_app` would;
+/// `Err` if the process exits before it serves.
+pub fn try_spawn_app_on(db: &std::path::Path) -> Result<TestApp, Refused> {
+    let mut app = new_app(AppOptions::default());
+    std::fs::copy(db, &app.db).expect("cannot copy the database file");
+    app.try_start().map(|()| app)
+}
+
+fn new_app(options: AppOptions) -> TestApp {
     let dir = tempfile::tempdir().expect("cannot create a temporary directory");
     let db = dir.path().join("alert-center.redb");
     let http = reqwest::Client::builder()
@@ -121,7 +142,7 @@ pub fn spawn_app_with(options: AppOptions) -> TestApp {
     // Alone, the app binds port 0 and logs the port it got (no race with anyone). A
     // supervisor passes its own arguments to every restart, so it needs the real port.
     let port = if options.supervised { free_port() } else { 0 };
-    let mut app = TestApp {
+    TestApp {
         dir,
         db,
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -131,9 +152,7 @@ pub fn spawn_app_with(options: AppOptions) -> TestApp {
         lives: 0,
         log: Arc::default(),
         http,
-    };
-    app.start();
-    app
+    }
 }
 
 fn free_port() -> u16 {
@@ -271,6 +290,17 @@ impl TestApp {
     }
 
     fn start(&mut self) {
+        if let Err(refused) = self.try_start() {
+            panic!(
+                "life {} of the app exited before it was ready ({}). Its log:\n{}",
+                self.lives, refused.status, refused.log
+            );
+        }
+    }
+
+    /// Starts a life; `Err` if the process exits before it serves. Panics if it neither
+    /// serves nor exits within `READY_TIMEOUT`.
+    fn try_start(&mut self) -> Result<(), Refused> {
         self.lives += 1;
         let life = self.lives;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_alert-center"));
@@ -319,13 +349,14 @@ impl TestApp {
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 let status = self.wait_for_exit(EXIT_TIMEOUT);
-                panic!(
-                    "life {life} of the app exited before it was ready ({status}). Its log:\n{}",
-                    self.log_tail()
-                );
+                return Err(Refused {
+                    status,
+                    log: self.log_tail(),
+                });
             }
         }
         self.ready = Some(ready_rx);
+        Ok(())
     }
 
     fn log_tail(&self) -> String {
