@@ -1,7 +1,7 @@
 //! Crash chaos: the real binary, a Kafka broker the test owns, an independent producer
 //! and employees over HTTP, while the app is SIGKILLed again and again at random moments.
 //!
-//! The producer streams `ALERTS` alerts with explicit ids over three partitions (some
+//! The producer streams 10,000 alerts with explicit ids over three partitions (some
 //! while the app is down). Employees (HTTP clients) ask for an alert, then fix it, ask
 //! for more time, log out, or let the short lease run out. After every kill, on a copy
 //! of the database file (so that the app itself still finds a file a crash left behind):
@@ -13,7 +13,8 @@
 //! ends.
 //!
 //! The randomness (kill moments, employees' choices) is seeded; the seed is printed and
-//! `TEST_SEED=N` replays the same choices (thread timing still varies).
+//! `TEST_SEED=N` replays the same choices (thread timing still varies). A longer soak:
+//! `CHAOS_ALERTS=100000 CHAOS_KILLS=200 cargo test --test it chaos`.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,15 +32,12 @@ use crate::kafka_support::{
 };
 use crate::support::{Rng, reopen};
 
-/// Alerts produced in all.
+/// Alerts produced in all, unless `CHAOS_ALERTS` says otherwise (a longer soak).
 const ALERTS: u64 = 10_000;
-/// SIGKILLs of the app.
+/// SIGKILLs of the app, unless `CHAOS_KILLS` says otherwise.
 const KILLS: u64 = 24;
 /// Alerts produced while the app is down, after each kill.
 const DOWN_BATCH: u64 = 50;
-/// Alerts produced by the background stream, ids `1..=STREAMED`; the rest are the down
-/// batches.
-const STREAMED: u64 = ALERTS - KILLS * DOWN_BATCH;
 /// Employees working at once.
 const EMPLOYEES: u64 = 6;
 /// A short lease, so that leases run out during the test, across kills too.
@@ -68,7 +66,25 @@ struct Told {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exactly_once_and_every_lease_honoured_across_24_kills() {
+async fn exactly_once_and_every_lease_honoured_across_kills() {
+    let from_env = |name: &str, default: u64| {
+        std::env::var(name)
+            .map(|v| {
+                v.parse()
+                    .unwrap_or_else(|_| panic!("{name}={v:?} is not a count"))
+            })
+            .unwrap_or(default)
+    };
+    let (alerts, kills) = (
+        from_env("CHAOS_ALERTS", ALERTS),
+        from_env("CHAOS_KILLS", KILLS),
+    );
+    // Produced by the background stream, ids `1..=streamed`; the rest are the batches
+    // produced while the app is down.
+    let streamed = alerts
+        .checked_sub(kills * DOWN_BATCH)
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| panic!("{alerts} alerts are too few for {kills} kills"));
     let broker = Broker::start();
     let producer = producer(broker.bootstrap());
     let mut rng = Rng::from_env("chaos");
@@ -82,8 +98,8 @@ async fn exactly_once_and_every_lease_honoured_across_24_kills() {
     let stream = tokio::spawn({
         let producer = producer.clone();
         async move {
-            for first in (1..=STREAMED).step_by(10) {
-                produce_alerts(&producer, first..(first + 10).min(STREAMED + 1)).await;
+            for first in (1..=streamed).step_by(10) {
+                produce_alerts(&producer, first..(first + 10).min(streamed + 1)).await;
                 tokio::time::sleep(Duration::from_millis(15)).await;
             }
         }
@@ -106,7 +122,7 @@ async fn exactly_once_and_every_lease_honoured_across_24_kills() {
 
     let mut resolved_before = BTreeSet::new();
     let mut down_ids: Vec<u64> = Vec::new();
-    for kill in 0..KILLS {
+    for kill in 0..kills {
         if !down_ids.is_empty() {
             wait_history(
                 &app,
@@ -131,7 +147,7 @@ async fn exactly_once_and_every_lease_honoured_across_24_kills() {
         );
         resolved_before = resolved;
 
-        let first = STREAMED + 1 + kill * DOWN_BATCH;
+        let first = streamed + 1 + kill * DOWN_BATCH;
         down_ids = (first..first + DOWN_BATCH).collect();
         produce_alerts(&producer, down_ids.iter().copied()).await;
         tokio::task::block_in_place(|| app.restart());
@@ -140,7 +156,7 @@ async fn exactly_once_and_every_lease_honoured_across_24_kills() {
 
     stream.await.unwrap();
     wait_history(&app, "every alert", Duration::from_secs(120), |h| {
-        h.len() as u64 >= ALERTS
+        h.len() as u64 >= alerts
     })
     .await;
     stop.store(true, Ordering::SeqCst);
@@ -170,12 +186,12 @@ async fn exactly_once_and_every_lease_honoured_across_24_kills() {
     let end = broker.end_offsets();
     assert_eq!(
         end.values().sum::<i64>(),
-        ALERTS as i64,
+        alerts as i64,
         "the log holds each alert once"
     );
-    assert_exactly_once(app.db_path(), &end, ALERTS);
+    assert_exactly_once(app.db_path(), &end, alerts);
     println!(
-        "chaos: {KILLS} kills, {ALERTS} alerts exactly once; employees: {} assignments, \
+        "chaos: {kills} kills, {alerts} alerts exactly once; employees: {} assignments, \
          {} fixes ({} resolved in all), {} more-time, {} log-outs, {} leases left to run out, \
          {} requests unanswered while the app was down",
         told.assigned.load(Ordering::SeqCst),
