@@ -2,7 +2,7 @@
 //! of 3,000 alerts, some produced while it is down) against tansu, a Kafka-compatible
 //! broker with persistent sqlite storage, which is itself killed and restarted twice:
 //! once while the app consumes, once while the app is down. And partitions added to the
-//! topic while the app runs.
+//! topic while the app runs, and a missing topic that the app creates once.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -78,4 +78,46 @@ async fn partitions_added_to_the_topic_later_are_picked_up() {
         .map(|(id, _)| id.get())
         .collect();
     assert_eq!(ids, (1..=40).collect::<Vec<_>>(), "each alert once");
+}
+
+/// A topic that does not exist is created by the app (with `--kafka-topic-partitions`,
+/// 3 by default), once: a restart finds it and neither deletes nor recreates it, so
+/// what was produced before is still there and is not taken twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_topic_is_created_once_and_never_recreated() {
+    let tansu = Tansu::start_empty();
+    let bootstrap = tansu.bootstrap();
+    let mut app = spawn_app_with(AppOptions::with_broker(&bootstrap));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while app.log_count("created Kafka topic") == 0 {
+        assert!(std::time::Instant::now() < deadline, "{}", app.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let producer = producer(&bootstrap);
+    produce_alerts(&producer, 1..=30).await;
+    wait_history(&app, "the first alerts", Duration::from_secs(30), |h| {
+        h.len() == 30
+    })
+    .await;
+
+    tokio::task::block_in_place(|| app.kill());
+    produce_alerts(&producer, 31..=60).await;
+    tokio::task::block_in_place(|| app.restart());
+    wait_history(
+        &app,
+        "the alerts produced while down",
+        Duration::from_secs(30),
+        |h| h.len() == 60,
+    )
+    .await;
+    assert_eq!(app.log_count("created Kafka topic"), 1, "{}", app.logs());
+    let status = tokio::task::block_in_place(|| app.stop());
+    assert!(status.success(), "SIGTERM: {status}");
+    let end = crate::kafka_support::end_offsets(&bootstrap);
+    assert_eq!(end.values().sum::<i64>(), 60, "the log kept everything");
+    let cursors: BTreeMap<i32, i64> = stored_cursors(&reopen(app.db_path()))
+        .into_iter()
+        .map(|(p, c)| (p, c.next_offset))
+        .collect();
+    assert_eq!(cursors, end);
 }

@@ -40,8 +40,8 @@ fn binary() -> PathBuf {
 }
 
 impl Tansu {
-    /// Starts tansu on a new sqlite file and creates the alert topic.
-    pub fn start() -> Tansu {
+    /// Starts tansu on a new sqlite file, with no topic.
+    pub fn start_empty() -> Tansu {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
@@ -52,6 +52,12 @@ impl Tansu {
             child: None,
         };
         tansu.spawn();
+        tansu
+    }
+
+    /// Starts tansu on a new sqlite file and creates the alert topic.
+    pub fn start() -> Tansu {
+        let tansu = Tansu::start_empty();
         let created = Command::new(&tansu.bin)
             .args(["topic", "create", TOPIC, "--broker", &tansu.url()])
             .args(["--partitions", &PARTITIONS.to_string()])
