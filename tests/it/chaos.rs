@@ -19,7 +19,7 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use alert_center::alerts::model::AlertStatus;
 use alert_center::alerts::store::{self, read};
@@ -28,9 +28,10 @@ use serde_json::{Value, json};
 
 use crate::app_support::{AppOptions, TestApp, spawn_app_with};
 use crate::kafka_support::{
-    Broker, alert_history, assert_exactly_once, has_all, produce_alerts, producer, wait_history,
+    Broker, alert_history, assert_exactly_once, produce_alerts, producer, wait_for_ids,
+    wait_history,
 };
-use crate::support::{Rng, reopen};
+use crate::support::{Rng, now_ms, reopen};
 
 /// Alerts produced in all, unless `CHAOS_ALERTS` says otherwise (a longer soak).
 const ALERTS: u64 = 10_000;
@@ -44,13 +45,6 @@ const EMPLOYEES: u64 = 6;
 const LEASE_SECS: f64 = 2.0;
 /// How long after its expiry (or after the app is up, if later) a lease may hold.
 const LATE_MS: u64 = 1_000;
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 /// What employees were told, and what they did.
 #[derive(Default)]
@@ -123,15 +117,12 @@ async fn exactly_once_and_every_lease_honoured_across_kills() {
     let mut resolved_before = BTreeSet::new();
     let mut down_ids: Vec<u64> = Vec::new();
     for kill in 0..kills {
-        if !down_ids.is_empty() {
-            wait_history(
-                &app,
-                "the alerts produced while the app was down",
-                Duration::from_secs(60),
-                |h| has_all(h, &down_ids),
-            )
-            .await;
-        }
+        wait_for_ids(
+            &app,
+            "the alerts produced while the app was down",
+            &down_ids,
+        )
+        .await;
         let delay_ms = rng.between(0, 900);
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         let kill_ms = now_ms();

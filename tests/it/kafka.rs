@@ -38,7 +38,7 @@ use crate::app_support::{AppOptions, TestApp, spawn_app, spawn_app_with};
 use crate::kafka_support::{
     Broker, PARTITIONS, TOPIC, alert_history, alert_payload, assert_exactly_once,
     committed_offsets, dead_letters, end_offsets, has_all, produce, produce_alerts, producer,
-    wait_history,
+    wait_for_ids, wait_history,
 };
 use crate::support::Rng;
 
@@ -84,15 +84,12 @@ pub async fn exactly_once_across_kills(
         if kill > 0 {
             tokio::task::block_in_place(|| app.restart());
         }
-        if !down_ids.is_empty() {
-            wait_history(
-                &app,
-                "the alerts produced while the app was down",
-                Duration::from_secs(60),
-                |h| has_all(h, &down_ids),
-            )
-            .await;
-        }
+        wait_for_ids(
+            &app,
+            "the alerts produced while the app was down",
+            &down_ids,
+        )
+        .await;
         if kill == 1
             && let Some(restart) = restart_broker.as_mut()
         {
@@ -116,11 +113,10 @@ pub async fn exactly_once_across_kills(
     }
 
     tokio::task::block_in_place(|| app.restart());
-    wait_history(
+    wait_for_ids(
         &app,
         "the alerts produced while the app was down",
-        Duration::from_secs(60),
-        |h| has_all(h, &down_ids),
+        &down_ids,
     )
     .await;
     stream.await.unwrap();

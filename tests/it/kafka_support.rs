@@ -226,6 +226,11 @@ pub async fn produce_alerts(producer: &FutureProducer, ids: impl IntoIterator<It
     .await;
 }
 
+/// Waits (a minute at most) until the history holds every alert of `ids`.
+pub async fn wait_for_ids(app: &TestApp, what: &str, ids: &[u64]) -> Vec<HistoryAlert> {
+    wait_history(app, what, Duration::from_secs(60), |h| has_all(h, ids)).await
+}
+
 /// Whether `history` holds every alert of `ids`.
 pub fn has_all(history: &[HistoryAlert], ids: &[u64]) -> bool {
     let present: BTreeSet<u64> = history.iter().map(|a| a.alert_id).collect();

@@ -115,3 +115,11 @@ impl Rng {
         low + self.next_u64() % (high - low + 1)
     }
 }
+
+/// Wall-clock milliseconds since the Unix epoch, as the app records times.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}

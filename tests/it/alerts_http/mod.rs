@@ -9,12 +9,13 @@
 //! frees the alert at once), the alert goes to the next employee, and every invariant of
 //! `alerts::store::check_invariants` holds on the file.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::app_support::{AppOptions, TestApp, spawn_app, spawn_app_with};
+use crate::support::now_ms;
 
 /// Status codes as the API spells them.
 const ACTIVE: u64 = 0;
@@ -26,13 +27,6 @@ const INTAKE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How late after its expiry time a lease may free its alert and still count as on time.
 const LATE_MS: u64 = 1_000;
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 async fn sleep_until_ms(at_ms: u64) {
     tokio::time::sleep(Duration::from_millis(at_ms.saturating_sub(now_ms()))).await;

@@ -6,7 +6,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use alert_center::engine::{Engine, EngineConfig, SystemClock, WorkflowInfo, WorkflowStatus};
 use alert_center::faults::CRASH_AT_ENV;
@@ -14,6 +14,7 @@ use alert_center::storage::Store;
 use redb::ReadableTable;
 
 use crate::support;
+pub(super) use crate::support::now_ms;
 
 use super::{ALL_STEPS, COUNTER, Case, LIFE_TIMEOUT, Output, SLEEP_MS};
 
@@ -74,13 +75,6 @@ pub(super) fn open_store(path: &Path) -> Store {
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     support::reopen(path)
-}
-
-pub(super) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 /// The child program, built from the current sources. `cargo test` builds examples, but
