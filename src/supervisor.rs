@@ -4,6 +4,10 @@
 //! `KAFKA_BROKER`, the embedded broker lives here, so it keeps its messages when the
 //! app crashes, as a real broker would.
 //!
+//! When the app stopped because its disk refused a write (exit code 75), the supervisor
+//! answers requests with a 503 saying so until the next life starts, instead of leaving
+//! them waiting for as long as the disk stays full.
+//!
 //! Stopping: SIGTERM or Ctrl-C is passed to the app, which shuts down gracefully; the
 //! supervisor then exits with the app's code. A second signal kills the app at once.
 //! If the supervisor itself is killed, the kernel kills the app too (parent-death
@@ -85,6 +89,7 @@ async fn supervise(config: Config) -> anyhow::Result<i32> {
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let stand_in = stand_in_listener(&listener)?;
     let mut backoff = BACKOFF_MIN;
     let mut restarts = 0u64;
     loop {
@@ -111,12 +116,73 @@ async fn supervise(config: Config) -> anyhow::Result<i32> {
             backoff = BACKOFF_MIN;
         }
         tracing::warn!(pid, how = %describe(status), restart_in_ms = backoff.as_millis() as u64, "the app died; restarting it");
+        // After a crash the next life comes in milliseconds: requests just wait for it.
+        // When the disk refused a write, lives may fail until it has room: answer them.
+        let storage_failed = status.code() == Some(EXIT_STORAGE_FAILED);
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
+            () = answer_unavailable(&stand_in, backoff), if storage_failed => {}
             _ = term.recv() => return Ok(0),
             _ = int.recv() => return Ok(130),
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// A second handle on the listening socket, for the supervisor's own answers between
+/// two lives of the app. It is close-on-exec (the app gets the original descriptor),
+/// and it accepts only while [`answer_unavailable`] runs, so it takes no connection
+/// from a running app.
+fn stand_in_listener(listener: &std::net::TcpListener) -> anyhow::Result<tokio::net::TcpListener> {
+    let dup = listener
+        .try_clone()
+        .context("cannot duplicate the listening socket")?;
+    // Non-blocking is a property of the socket, shared with the app, which sets it too.
+    dup.set_nonblocking(true)
+        .context("cannot make the listening socket non-blocking")?;
+    tokio::net::TcpListener::from_std(dup).context("cannot watch the listening socket")
+}
+
+/// Answers every request with a 503 that says why, until the future is dropped (when
+/// the next life starts): while the disk refuses writes, a request would otherwise
+/// wait with no answer for as long as it stays full.
+async fn answer_unavailable(listener: &tokio::net::TcpListener, retry_in: Duration) {
+    let body = serde_json::json!({
+        "error": "alert-center cannot write its database right now (the disk is full or \
+                  failing); it restarts by itself once it can: try again in a moment"
+    })
+    .to_string();
+    let retry_secs = retry_in.as_secs().max(1);
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         retry-after: {retry_secs}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            // Out of descriptors, say: wait rather than spin.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let answer = answer.clone();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            // Read the request head first, so that closing does not reset the
+            // connection under a client still sending it.
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            let read_head = async {
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(2), read_head).await;
+            let _ = stream.write_all(answer.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
     }
 }
 

@@ -5,7 +5,7 @@
 //! While the disk is full, a request that writes gets a 503 that says why, the app
 //! logs one clear line and stops (exit code 75: redb refuses every write after a failed
 //! commit until the file is opened again), and the supervisor keeps restarting it with
-//! backoff. Once there is room again, the app comes back by itself with everything that
+//! backoff, answering requests with a 503 that says why in between. Once there is room again, the app comes back by itself with everything that
 //! was acknowledged before (alerts, a fix, a lease), nothing of what was refused, and
 //! writes again. No panic trace at any point.
 
@@ -102,6 +102,18 @@ async fn a_full_disk_refuses_writes_with_503_and_the_app_comes_back_when_there_i
         "{}",
         app.logs()
     );
+    // Meanwhile a request gets an answer that says why, not a wait without end.
+    let response = app
+        .http()
+        .get(app.url("/alert_history"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let answer: Value = response.json().await.unwrap();
+    let reason = answer["error"].as_str().unwrap();
+    assert!(reason.contains("disk is full or failing"), "{reason}");
 
     std::fs::remove_file(&switch).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
