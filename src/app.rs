@@ -102,6 +102,11 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
         let stop = stop_rx.clone();
         async move { intake.run_until_stopped(stop).await }
     });
+    let probe_task = tokio::spawn(crate::kafka::health::probe_until_stopped(
+        health.clone(),
+        kafka.clone(),
+        stop_rx.clone(),
+    ));
     let retention_task = tokio::spawn({
         let engine = engine.clone();
         async move {
@@ -145,6 +150,7 @@ async fn serve(config: Config) -> anyhow::Result<i32> {
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), intake_task).await;
     retention_task.abort();
+    probe_task.abort();
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     engine.shutdown().await;
     drop(embedded);

@@ -1,5 +1,8 @@
 //! Whether the broker is reachable, with one log line per change of state (never one
-//! per retry: librdkafka retries on its own, many times a second).
+//! per retry: librdkafka retries on its own, many times a second). Two sources tell:
+//! the error callbacks and answers of the app's Kafka clients, and a probe that asks
+//! the broker for metadata every second on a client of its own, whatever the intake
+//! is doing.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -8,11 +11,13 @@ use std::time::{Duration, Instant};
 use rdkafka::TopicPartitionList;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::ConsumerContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
+use tokio::sync::watch;
 
+use super::KafkaSettings;
 use crate::telemetry::metric;
 
 // 0: not known yet.
@@ -61,6 +66,49 @@ impl BrokerHealth {
 
     pub fn is_down(&self) -> bool {
         self.state.load(Ordering::SeqCst) == DOWN
+    }
+}
+
+/// How often [`probe_until_stopped`] asks the broker, and how long it waits for it.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// Asks the broker for the topic's metadata every [`PROBE_EVERY`], on a client of its
+/// own, and reports the answer (or its absence) to `health`. librdkafka hands its error
+/// callbacks to a consumer only when the consumer is polled, and a busy intake polls
+/// only when it has room for another message: without the probe, an outage could go
+/// unnoticed for as long as the intake is busy with what it fetched before.
+pub async fn probe_until_stopped(
+    health: Arc<BrokerHealth>,
+    settings: KafkaSettings,
+    mut stop: watch::Receiver<bool>,
+) {
+    let client: Arc<BaseConsumer> = match settings.client_config().create() {
+        Ok(client) => Arc::new(client),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot create the Kafka health probe; relying on client errors");
+            return;
+        }
+    };
+    while !*stop.borrow() {
+        let probe = {
+            let (client, topic) = (client.clone(), settings.topic.clone());
+            tokio::task::spawn_blocking(move || {
+                let answer = client.fetch_metadata(Some(&topic), PROBE_EVERY).map(|_| ());
+                // Serve the client's own events (its failed connects, say), so that
+                // they do not pile up during a long outage.
+                let _ = client.poll(Duration::ZERO);
+                answer
+            })
+        };
+        match probe.await {
+            Ok(Ok(())) => health.up(&settings.brokers),
+            Ok(Err(e)) => health.down(&settings.brokers, &format!("no metadata answer: {e}")),
+            Err(_) => {}
+        }
+        tokio::select! {
+            () = tokio::time::sleep(PROBE_EVERY) => {}
+            _ = stop.changed() => {}
+        }
     }
 }
 
