@@ -9,7 +9,8 @@
 //! - [`alerts`]: the domain: employees, alerts, leases, the assignment and send
 //!   workflows, and the invariants every commit keeps.
 //! - [`kafka`]: the exactly-once intake (cursors in redb), the producer behind
-//!   "send", the embedded broker, the wire format and dead letters.
+//!   "send", the embedded broker, the wire format and dead letters, and broker health
+//!   (client errors plus a metadata probe every second).
 //! - [`http`]: warp routes compatible with the original app, live updates (SSE),
 //!   the embedded page, `ApiError` to status codes; `/healthz`, `/readyz`,
 //!   `/metrics` and the workflow API (DBOS admin paths) for operators.
@@ -18,7 +19,8 @@
 //! - [`config`]: flags and environment variables; [`telemetry`]: logging setup and
 //!   every Prometheus metric name.
 //! - [`supervisor`]: the default process: holds the embedded broker and the listening
-//!   socket, runs the app as a child and restarts it when it dies.
+//!   socket, runs the app as a child and restarts it when it dies (answering 503 in
+//!   between when the disk refused a write).
 //! - [`app`]: the only module that knows all the others; wires them and runs them.
 //!
 //! # Architecture invariants
