@@ -49,7 +49,7 @@ impl BrokerHealth {
     }
 
     /// The broker could not be reached. Logged once per outage, when it has lasted
-    /// [`OUTAGE_AFTER`] (librdkafka reports every failed reconnect).
+    /// `OUTAGE_AFTER` (librdkafka reports every failed reconnect).
     pub fn down(&self, brokers: &str, reason: &str) {
         let lasted = {
             let mut since = self.failing_since.lock().unwrap_or_else(|e| e.into_inner());
@@ -72,7 +72,7 @@ impl BrokerHealth {
 /// How often [`probe_until_stopped`] asks the broker, and how long it waits for it.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
-/// Asks the broker for the topic's metadata every [`PROBE_EVERY`], on a client of its
+/// Asks the broker for the topic's metadata every second (`PROBE_EVERY`), on a client of its
 /// own, and reports the answer (or its absence) to `health`. librdkafka hands its error
 /// callbacks to a consumer only when the consumer is polled, and a busy intake polls
 /// only when it has room for another message: without the probe, an outage could go
